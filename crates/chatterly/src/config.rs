@@ -1,0 +1,405 @@
+//! Command line and environment configuration, parsed once into a typed
+//! [`Config`] and validated before anything starts. A wrong setting stops
+//! start-up with one line naming it ([`ConfigError`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatterly",
+    version,
+    about = "Chatterly: a self-hosted real-time team chat server.",
+    long_about = "Chatterly: a self-hosted real-time team chat server.\n\n\
+        With no command, runs `serve` with its defaults: an embedded SQLite database in ./data, \
+        listening on 127.0.0.1:3001. Every flag can also be set through the environment variable \
+        named in its help."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, then serve the REST API, the WebSocket gateway and the web client.
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(StorageArgs),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Directory for the embedded database and generated secrets.
+    #[arg(long, env = "CHATTERLY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// A postgres:// URL selects PostgreSQL (scale-out mode); absent means
+    /// embedded SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Maximum PostgreSQL connections per instance.
+    #[arg(long, env = "CHATTERLY_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "CHATTERLY_LISTEN", default_value = "127.0.0.1:3001")]
+    pub listen: String,
+
+    /// Redis URL for the cross-instance pieces (token denylist cache, presence,
+    /// pub/sub). Needed when several instances share one PostgreSQL database.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Secret for signing tokens (HS256), at least 32 bytes. Embedded mode
+    /// generates one and keeps it in the data directory; PostgreSQL mode requires
+    /// it, since every instance must share it.
+    #[arg(long, env = "CHATTERLY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Allowed browser origin for CORS and the WebSocket (repeatable; the
+    /// environment variable takes a comma-separated list).
+    #[arg(
+        long = "cors-origin",
+        env = "FRONTEND_URL",
+        value_delimiter = ',',
+        default_values_t = [String::from("http://localhost:3000"), String::from("http://127.0.0.1:3000")]
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Rate limits on login/register and message sends: `on` or `off`
+    /// (benchmarks turn them off).
+    #[arg(long, env = "CHATTERLY_RATE_LIMITS", default_value = "on")]
+    pub rate_limits: Switch,
+
+    /// Login and register attempts allowed per client address per minute.
+    #[arg(long, env = "CHATTERLY_AUTH_PER_MINUTE", default_value_t = 30)]
+    pub auth_per_minute: u32,
+
+    /// Message sends allowed per user per second (sustained).
+    #[arg(long, env = "CHATTERLY_SENDS_PER_SECOND", default_value_t = 10)]
+    pub sends_per_second: u32,
+
+    /// Extra message sends a user may burst above the sustained rate.
+    #[arg(long, env = "CHATTERLY_SEND_BURST", default_value_t = 30)]
+    pub send_burst: u32,
+
+    /// Maximum message length in characters.
+    #[arg(long, env = "CHATTERLY_MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub max_message_chars: usize,
+
+    /// Maximum request body in bytes (413 above it).
+    #[arg(long, env = "CHATTERLY_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest history page a client may ask for (`limit` is clamped to it).
+    #[arg(long, env = "CHATTERLY_MAX_PAGE", default_value_t = 100)]
+    pub max_page: u32,
+
+    /// Most users one search returns.
+    #[arg(long, env = "CHATTERLY_USER_SEARCH_LIMIT", default_value_t = 100)]
+    pub user_search_limit: u32,
+
+    /// Failed logins that lock an account.
+    #[arg(long, env = "CHATTERLY_LOCK_AFTER", default_value_t = 10)]
+    pub lock_after: i32,
+
+    /// How long a locked account stays locked, in seconds.
+    #[arg(long, env = "CHATTERLY_LOCK_SECONDS", default_value_t = 3600)]
+    pub lock_seconds: u64,
+
+    /// Token lifetime in seconds.
+    #[arg(long, env = "CHATTERLY_TOKEN_TTL", default_value_t = 86_400)]
+    pub token_ttl: u64,
+
+    /// Memory cost of password hashing (argon2id), in KiB. The default follows
+    /// OWASP's minimum; lowering it weakens stored passwords.
+    #[arg(long, env = "CHATTERLY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+
+    /// Log format: `pretty` or `json`.
+    #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+/// Which database to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite { path: PathBuf },
+    Postgres { url: String, pool: u32 },
+}
+
+impl StorageArgs {
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        match self.database_url.as_deref().map(str::trim) {
+            None | Some("") => Ok(Database::Sqlite {
+                path: self.data_dir.join("chatterly.sqlite3"),
+            }),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                if self.db_pool == 0 {
+                    return Err(invalid("--db-pool (CHATTERLY_DB_POOL)", "must be at least 1"));
+                }
+                Ok(Database::Postgres {
+                    url: url.to_owned(),
+                    pool: self.db_pool,
+                })
+            }
+            Some(_) => Err(invalid(
+                "--database-url (DATABASE_URL)",
+                "must start with postgres:// (leave it unset for embedded SQLite)",
+            )),
+        }
+    }
+}
+
+/// Limits a client cannot exceed. Every one is configurable.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_chars: usize,
+    pub max_body_bytes: usize,
+    pub default_page: u32,
+    pub max_page: u32,
+    pub user_search_limit: u32,
+    pub lock_after: i32,
+    pub lock_duration: Duration,
+}
+
+/// Rate limits; `None` when switched off.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub auth_per_minute: u32,
+    pub sends_per_second: u32,
+    pub send_burst: u32,
+}
+
+/// The validated configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub redis_url: Option<String>,
+    /// `None` in embedded mode without an explicit secret: generated and
+    /// persisted in the data directory at start-up.
+    pub jwt_secret: Option<Vec<u8>>,
+    pub token_ttl: Duration,
+    pub cors_origins: Vec<String>,
+    pub rate_limits: Option<RateLimits>,
+    pub limits: Limits,
+    pub argon2_memory_kib: u32,
+    pub log_format: LogFormat,
+}
+
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl ServeArgs {
+    /// Defaults, as `chatterly serve` with no flags and no environment.
+    pub fn defaults() -> ServeArgs {
+        ServeArgs::from_flags::<&str>([]).unwrap_or_else(|e| unreachable!("defaults parse: {e}"))
+    }
+
+    /// Parses `serve` flags (without the program name or subcommand), with
+    /// environment fallbacks. For tests and embedding.
+    pub fn from_flags<S: AsRef<str>>(
+        flags: impl IntoIterator<Item = S>,
+    ) -> Result<ServeArgs, clap::Error> {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let argv =
+            std::iter::once("chatterly".to_owned()).chain(flags.into_iter().map(|s| s.as_ref().to_owned()));
+        Wrapper::try_parse_from(argv).map(|w| w.args)
+    }
+
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
+            invalid(
+                "--listen (CHATTERLY_LISTEN)",
+                format!("{:?} is not an address like 127.0.0.1:3001", self.listen),
+            )
+        })?;
+        let database = self.storage.database()?;
+        let jwt_secret = match self.jwt_secret.as_deref() {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(invalid(
+                    "--jwt-secret (CHATTERLY_JWT_SECRET)",
+                    format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.len()),
+                ))
+            }
+            Some(secret) => Some(secret.as_bytes().to_vec()),
+            None if matches!(database, Database::Postgres { .. }) => {
+                return Err(invalid(
+                    "--jwt-secret (CHATTERLY_JWT_SECRET)",
+                    "is required with PostgreSQL, since every instance must share it",
+                ))
+            }
+            None => None,
+        };
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid("--redis-url (REDIS_URL)", "must start with redis://"));
+            }
+        }
+        let mut cors_origins = Vec::new();
+        for origin in &self.cors_origins {
+            let origin = origin.trim().trim_end_matches('/');
+            if origin.is_empty() {
+                continue;
+            }
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || axum::http::HeaderValue::from_str(origin).is_err()
+            {
+                return Err(invalid(
+                    "--cors-origin (FRONTEND_URL)",
+                    format!("{origin:?} is not an origin like http://localhost:3000"),
+                ));
+            }
+            cors_origins.push(origin.to_owned());
+        }
+        let positive = |value: u64, setting: &'static str| {
+            if value == 0 {
+                Err(invalid(setting, "must be at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+        positive(self.max_message_chars as u64, "--max-message-chars")?;
+        positive(self.max_body_bytes as u64, "--max-body-bytes")?;
+        positive(self.max_page as u64, "--max-page")?;
+        positive(self.user_search_limit as u64, "--user-search-limit")?;
+        positive(self.lock_after as u64, "--lock-after")?;
+        positive(self.token_ttl, "--token-ttl")?;
+        if self.argon2_memory_kib < 8 {
+            return Err(invalid("--argon2-memory-kib", "must be at least 8"));
+        }
+        let rate_limits = match self.rate_limits {
+            Switch::Off => None,
+            Switch::On => {
+                positive(self.auth_per_minute as u64, "--auth-per-minute")?;
+                positive(self.sends_per_second as u64, "--sends-per-second")?;
+                Some(RateLimits {
+                    auth_per_minute: self.auth_per_minute,
+                    sends_per_second: self.sends_per_second,
+                    send_burst: self.send_burst,
+                })
+            }
+        };
+        Ok(Config {
+            listen,
+            data_dir: self.storage.data_dir.clone(),
+            database,
+            redis_url: self.redis_url.clone(),
+            jwt_secret,
+            token_ttl: Duration::from_secs(self.token_ttl),
+            cors_origins,
+            rate_limits,
+            limits: Limits {
+                max_message_chars: self.max_message_chars,
+                max_body_bytes: self.max_body_bytes,
+                default_page: 50.min(self.max_page),
+                max_page: self.max_page,
+                user_search_limit: self.user_search_limit,
+                lock_after: self.lock_after,
+                lock_duration: Duration::from_secs(self.lock_seconds),
+            },
+            argon2_memory_kib: self.argon2_memory_kib,
+            log_format: self.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<Config, String> {
+        ServeArgs::from_flags(flags.iter().copied())
+            .map_err(|e| e.to_string())?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_embedded_on_port_3001() {
+        let config = parse(&[]).expect("defaults valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3001");
+        assert!(matches!(config.database, Database::Sqlite { .. }));
+        assert_eq!(config.limits.default_page, 50);
+        assert_eq!(config.limits.max_message_chars, 4000);
+        assert!(config.rate_limits.is_some());
+        assert_eq!(
+            config.cors_origins,
+            ["http://localhost:3000", "http://127.0.0.1:3000"]
+        );
+    }
+
+    #[test]
+    fn postgres_requires_a_long_secret() {
+        let err = parse(&["--database-url", "postgres://x@localhost/db"]).unwrap_err();
+        assert!(err.contains("--jwt-secret"), "{err}");
+        let err = parse(&["--database-url", "postgres://x@localhost/db", "--jwt-secret", "short"])
+            .unwrap_err();
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        let ok = parse(&[
+            "--database-url",
+            "postgres://x@localhost/db",
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef",
+        ])
+        .expect("valid");
+        assert!(matches!(ok.database, Database::Postgres { .. }));
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        assert!(parse(&["--listen", "nope"]).unwrap_err().contains("--listen"));
+        assert!(parse(&["--database-url", "mysql://x"]).unwrap_err().contains("--database-url"));
+        assert!(parse(&["--redis-url", "http://x"]).unwrap_err().contains("--redis-url"));
+        assert!(parse(&["--cors-origin", "localhost"]).unwrap_err().contains("--cors-origin"));
+        assert!(parse(&["--max-page", "0"]).unwrap_err().contains("--max-page"));
+    }
+
+    #[test]
+    fn rate_limits_switch_off() {
+        assert!(parse(&["--rate-limits", "off"]).expect("valid").rate_limits.is_none());
+    }
+}

@@ -1,0 +1,52 @@
+//! The event catalogue (contract 6.7): payloads serialized once, published on
+//! the bus after the write that caused them has committed.
+
+use std::sync::Arc;
+
+use chatterly_store::Id;
+use serde::Serialize;
+
+use crate::bus::{Payload, Topic};
+use crate::views::{ConversationView, MessageView, ReactionView, UserPublic};
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event<'a> {
+    NewMessage { message: &'a MessageView },
+    MessageEdited { message: &'a MessageView },
+    MessageDeleted { message_id: Id, conversation_id: Id },
+    ReactionAdded { reaction: &'a ReactionView },
+    ReactionRemoved { reaction_id: Id, message_id: Id },
+    MemberJoined { user: &'a UserPublic, conversation_id: Id },
+    MemberLeft { user_id: Id, conversation_id: Id },
+    NewConversation { conversation: &'a ConversationView },
+}
+
+impl Event<'_> {
+    pub fn payload(&self) -> Payload {
+        // Serializing plain data structures cannot fail; an empty object is a
+        // harmless fallback that clients ignore.
+        Arc::from(serde_json::to_string(self).unwrap_or_else(|_| String::from("{}")))
+    }
+}
+
+impl super::Domain {
+    pub(super) fn publish(&self, topic: Topic, event: Event<'_>) {
+        self.bus.publish(topic, event.payload());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_the_contract_type_names() {
+        let deleted = Event::MessageDeleted { message_id: 5, conversation_id: 9 }.payload();
+        assert_eq!(&*deleted, r#"{"type":"message_deleted","message_id":5,"conversation_id":9}"#);
+        let removed = Event::ReactionRemoved { reaction_id: 77, message_id: 5 }.payload();
+        assert_eq!(&*removed, r#"{"type":"reaction_removed","reaction_id":77,"message_id":5}"#);
+        let left = Event::MemberLeft { user_id: 3, conversation_id: 9 }.payload();
+        assert_eq!(&*left, r#"{"type":"member_left","user_id":3,"conversation_id":9}"#);
+    }
+}

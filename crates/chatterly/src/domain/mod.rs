@@ -1,0 +1,181 @@
+//! The only home of business rules and authorization. HTTP handlers and cable
+//! channel actions both call into [`Domain`], so every rule is written once.
+//! Writes go to the store in one transaction, then their events are published
+//! on the bus: after commit, never before, never for a rolled-back write.
+
+mod accounts;
+pub mod auth;
+mod conversations;
+mod error;
+mod events;
+mod limits;
+mod messages;
+mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chatterly_store::{Conversation, Id, Message, Store, User};
+
+pub use accounts::{Login, ProfileChanges, Registration};
+pub use conversations::NewConversationRequest;
+pub use error::{DomainError, DomainResult};
+pub use limits::RateLimiter;
+pub use messages::{HistoryQuery, SendMessage, Sent};
+
+use crate::bus::Bus;
+use crate::config::Limits;
+use crate::ephemeral::Presence;
+use crate::views::{ConversationView, MessageView, ReactionView, UserPublic};
+use auth::{Identity, KnownUsers, Passwords, Revocations, Tokens};
+
+pub struct Domain {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    presence: Arc<Presence>,
+    tokens: Tokens,
+    passwords: Arc<Passwords>,
+    revocations: Revocations,
+    known_users: KnownUsers,
+    limits: Limits,
+    rate: Option<RateLimiter>,
+}
+
+pub struct DomainParts {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub presence: Arc<Presence>,
+    pub tokens: Tokens,
+    pub passwords: Passwords,
+    pub revocations: Revocations,
+    pub limits: Limits,
+    pub rate: Option<RateLimiter>,
+}
+
+impl Domain {
+    pub fn new(parts: DomainParts) -> Domain {
+        Domain {
+            store: parts.store,
+            bus: parts.bus,
+            presence: parts.presence,
+            tokens: parts.tokens,
+            passwords: Arc::new(parts.passwords),
+            revocations: parts.revocations,
+            known_users: KnownUsers::default(),
+            limits: parts.limits,
+            rate: parts.rate,
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Periodic upkeep: store maintenance (partitions, expired revocations) and
+    /// forgetting expired in-memory state.
+    pub async fn maintain(&self) -> DomainResult<()> {
+        let now = chatterly_store::now();
+        self.store.maintain(now).await?;
+        self.revocations.purge_expired(now);
+        if let Some(rate) = &self.rate {
+            rate.forget_idle();
+        }
+        Ok(())
+    }
+
+    /// The token check behind every authenticated request and socket
+    /// (contract 2.5): signature, expiry, denylist, user existence.
+    pub async fn authenticate(&self, token: Option<&str>) -> DomainResult<Identity> {
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| DomainError::Unauthenticated(auth::NO_TOKEN.into()))?;
+        let identity = self.tokens.verify(token)?;
+        if self.revocations.is_revoked(&*self.store, &identity.jti).await? {
+            return Err(DomainError::Unauthenticated("revoked token".into()));
+        }
+        if !self.known_users.contains(identity.user_id) {
+            if self.store.user_by_id(identity.user_id).await?.is_none() {
+                return Err(DomainError::Unauthenticated("nil user".into()));
+            }
+            self.known_users.insert(identity.user_id);
+        }
+        Ok(identity)
+    }
+
+    fn online(&self, user_id: Id) -> bool {
+        self.presence.is_online(user_id)
+    }
+
+    fn user_public(&self, user: &User) -> UserPublic {
+        UserPublic::new(user, self.online(user.id))
+    }
+
+    async fn render_conversations(&self, conversations: &[Conversation]) -> DomainResult<Vec<ConversationView>> {
+        let ids: Vec<Id> = conversations.iter().map(|c| c.id).collect();
+        let members = self.store.members_of(&ids).await?;
+        let mut by_conversation: HashMap<Id, Vec<UserPublic>> = HashMap::with_capacity(ids.len());
+        for member in &members {
+            by_conversation
+                .entry(member.conversation_id)
+                .or_default()
+                .push(self.user_public(&member.user));
+        }
+        Ok(conversations
+            .iter()
+            .map(|c| ConversationView::new(c, by_conversation.remove(&c.id).unwrap_or_default()))
+            .collect())
+    }
+
+    async fn render_conversation(&self, conversation: &Conversation) -> DomainResult<ConversationView> {
+        let mut views = self.render_conversations(std::slice::from_ref(conversation)).await?;
+        views
+            .pop()
+            .ok_or_else(|| DomainError::Internal("rendering a conversation produced nothing".into()))
+    }
+
+    /// Renders messages with their authors and reactions in two queries,
+    /// whatever the page size.
+    async fn render_messages(&self, messages: &[Message]) -> DomainResult<Vec<MessageView>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut author_ids: Vec<Id> = messages.iter().map(|m| m.user_id).collect();
+        author_ids.sort_unstable();
+        author_ids.dedup();
+        let message_ids: Vec<Id> = messages.iter().map(|m| m.id).collect();
+        let (authors, reactions) = futures::try_join!(
+            self.store.users_by_ids(&author_ids),
+            self.store.reactions_for(&message_ids)
+        )?;
+        let authors: HashMap<Id, UserPublic> = authors.iter().map(|u| (u.id, self.user_public(u))).collect();
+        let mut reactions_by_message: HashMap<Id, Vec<ReactionView>> = HashMap::new();
+        for reaction in &reactions {
+            reactions_by_message
+                .entry(reaction.message_id)
+                .or_default()
+                .push(ReactionView::from(reaction));
+        }
+        messages
+            .iter()
+            .map(|m| {
+                let author = authors
+                    .get(&m.user_id)
+                    .cloned()
+                    .ok_or_else(|| DomainError::Internal(format!("author {} of message {} is missing", m.user_id, m.id)))?;
+                let reactions = reactions_by_message.remove(&m.id).unwrap_or_default();
+                Ok(MessageView::new(m, author, reactions, None))
+            })
+            .collect()
+    }
+
+    async fn render_message(&self, message: &Message) -> DomainResult<MessageView> {
+        let mut views = self.render_messages(std::slice::from_ref(message)).await?;
+        views
+            .pop()
+            .ok_or_else(|| DomainError::Internal("rendering a message produced nothing".into()))
+    }
+}

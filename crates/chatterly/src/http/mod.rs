@@ -1,0 +1,161 @@
+//! The REST surface: routing, extraction, auth, rendering. Handlers are thin:
+//! they read the request, call the domain, and render a view. No SQL, no rules.
+
+mod auth;
+mod conversations;
+mod error;
+pub mod extract;
+mod messages;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::put;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::domain::Domain;
+
+pub use error::route_not_found;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub domain: Arc<Domain>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chatterly API",
+        description = "REST API of Chatterly. Compatible with the reference contract \
+            (shared/contract/chatterly-api.md); fields marked 'beyond the reference' are additive. \
+            The WebSocket gateway (Action Cable protocol) is at /cable."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Register, login, logout (JWT in the Authorization header)"),
+        (name = "users"), (name = "conversations"), (name = "messages"), (name = "reactions"),
+        (name = "health"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(users::search))
+        .routes(routes!(users::me))
+        .routes(routes!(users::show, users::update))
+        .routes(routes!(conversations::list, conversations::create))
+        .routes(routes!(conversations::show, conversations::delete))
+        .routes(routes!(conversations::add_member))
+        .routes(routes!(conversations::remove_member))
+        .routes(routes!(messages::history, messages::send))
+        .routes(routes!(messages::edit, messages::delete))
+        .routes(routes!(messages::react))
+        .routes(routes!(messages::unreact))
+}
+
+pub struct HttpOptions {
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState, options: &HttpOptions) -> Router {
+    let (api, spec) = api_routes().split_for_parts();
+    let spec = Arc::new(spec);
+    api
+        // PUT is accepted wherever PATCH is (contract 4.2, 4.5).
+        .route("/api/v1/users/{id}", put(users::update))
+        .route("/api/v1/conversations/{conversation_id}/messages/{id}", put(messages::edit))
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let spec = Arc::clone(&spec);
+                async move { Json(spec.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { route_not_found() })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({ "status": 405, "error": "Method Not Allowed" })),
+            )
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(cors(&options.cors_origins))
+}
+
+/// Contract 1.9: the configured origins exactly, credentials allowed, the
+/// `Authorization` header exposed, preflights cached two hours.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::HEAD,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_credentials(true)
+        .expose_headers([header::AUTHORIZATION])
+        .max_age(Duration::from_secs(7200))
+}
+
+/// Health: 200 when the database answers, 500 when it does not (contract 4.1).
+#[utoipa::path(get, path = "/up", tag = "health",
+    responses((status = 200, description = "Up: `{\"status\": \"up\", \"timestamp\": ...}` with Accept: application/json, else a green page"),
+              (status = 500, description = "Down")))]
+pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let up = state.domain.store().ping().await.is_ok();
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let status = if up { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    if wants_json {
+        let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let body = json!({ "status": if up { "up" } else { "down" }, "timestamp": timestamp });
+        (status, Json(body)).into_response()
+    } else {
+        let color = if up { "green" } else { "red" };
+        (
+            status,
+            Html(format!("<!DOCTYPE html><html><body style=\"background-color: {color}\"></body></html>")),
+        )
+            .into_response()
+    }
+}

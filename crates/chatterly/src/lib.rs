@@ -1,0 +1,10 @@
+//! Chatterly: a self-hosted real-time team chat server. See ARCHITECTURE.md
+//! for the rooms and how a message flows through them.
+
+pub mod bus;
+pub mod config;
+pub mod domain;
+pub mod ephemeral;
+pub mod http;
+pub mod server;
+pub mod views;

@@ -1,0 +1,219 @@
+//! Builds the pieces from a validated [`Config`] and runs them. Used by
+//! `main` and by the black-box tests, which start the real server on a random
+//! port.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chatterly_store::Store;
+use chatterly_store_postgres::PgStore;
+use chatterly_store_sqlite::SqliteStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::bus::LocalBus;
+use crate::config::{Config, Database, MIN_SECRET_BYTES};
+use crate::domain::auth::{Passwords, Revocations, Tokens};
+use crate::domain::{Domain, DomainParts, RateLimiter};
+use crate::ephemeral::Presence;
+use crate::http::{self, AppState, HttpOptions};
+
+/// How often periodic upkeep runs (partitions ahead, expired revocations).
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Opens the configured database and applies its migrations.
+pub async fn open_store(database: &Database, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    match database {
+        Database::Sqlite { path } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create the data directory {} (--data-dir)", data_dir.display()))?;
+            let store = SqliteStore::open(path)
+                .await
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            store.migrate().await.context("cannot migrate the SQLite database")?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres { url, pool } => {
+            let store = PgStore::connect(url, *pool)
+                .await
+                .context("cannot connect to PostgreSQL (--database-url)")?;
+            store.migrate().await.context("cannot migrate the PostgreSQL database")?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The signing secret: configured, or (embedded mode) generated once and kept
+/// in the data directory so tokens survive restarts.
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => {
+            let secret = secret.trim();
+            if secret.len() < MIN_SECRET_BYTES {
+                bail!("the secret in {} is shorter than {MIN_SECRET_BYTES} bytes", path.display());
+            }
+            Ok(secret.as_bytes().to_vec())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use rand::RngCore;
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+async fn redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).context("invalid --redis-url (REDIS_URL)")?;
+    let connect = redis::aio::ConnectionManager::new(client);
+    tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .context("cannot reach Redis (--redis-url): timed out")?
+        .context("cannot reach Redis (--redis-url)")
+}
+
+/// A running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+    domain: Arc<Domain>,
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn domain(&self) -> &Arc<Domain> {
+        &self.domain
+    }
+
+    /// Stops accepting, finishes in-flight requests, and returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task")?.context("server")?;
+        Ok(())
+    }
+
+    /// Runs until the process is asked to stop (SIGTERM or ctrl-c).
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Opens the store, migrates, and starts serving on `config.listen`.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    let store = open_store(&config.database, &config.data_dir).await?;
+    let secret = jwt_secret(&config)?;
+    let redis = match &config.redis_url {
+        Some(url) => Some(redis(url).await?),
+        None => None,
+    };
+    let shared = matches!(config.database, Database::Postgres { .. });
+    let revocations = Revocations::load(&*store, shared, redis)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load token revocations: {e}"))?;
+    let passwords = Passwords::new(config.argon2_memory_kib).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let domain = Arc::new(Domain::new(DomainParts {
+        store,
+        bus: Arc::new(LocalBus::default()),
+        presence: Arc::new(Presence::default()),
+        tokens: Tokens::new(&secret, config.token_ttl),
+        passwords,
+        revocations,
+        limits: config.limits.clone(),
+        rate: config.rate_limits.map(RateLimiter::new),
+    }));
+    domain
+        .maintain()
+        .await
+        .map_err(|e| anyhow::anyhow!("start-up maintenance failed: {e}"))?;
+    spawn_maintenance(Arc::clone(&domain));
+
+    let app = http::router(
+        AppState {
+            domain: Arc::clone(&domain),
+        },
+        &HttpOptions {
+            cors_origins: config.cors_origins.clone(),
+            max_body_bytes: config.limits.max_body_bytes,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (shutdown, mut stop) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+    });
+    Ok(Server {
+        local_addr,
+        shutdown,
+        task,
+        domain,
+    })
+}
+
+fn spawn_maintenance(domain: Arc<Domain>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(error) = domain.maintain().await {
+                tracing::warn!(%error, "maintenance failed; will retry");
+            }
+        }
+    });
+}

@@ -1,0 +1,257 @@
+//! The JSON shapes of the wire contract (section 3). One definition serves the
+//! REST response and the WebSocket event. Field order follows the reference
+//! (`id` first, then alphabetical); fields added beyond the reference come last.
+//! Every field is always present (`null` when absent); arrays are never `null`.
+
+use chatterly_store::{Conversation, Id, Member, Message, Reaction, Timestamp, User};
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
+
+/// ISO-8601 UTC with exactly three fractional digits and `Z` (contract 1.3).
+pub fn format_timestamp(ts: &Timestamp) -> String {
+    ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn ts<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(ts))
+}
+
+fn opt_ts<S: Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(ts) => s.serialize_str(&format_timestamp(ts)),
+        None => s.serialize_none(),
+    }
+}
+
+/// UserPublic (contract 3.1).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserPublic {
+    pub id: Id,
+    pub avatar_url: Option<String>,
+    pub display_name: Option<String>,
+    /// Whether the user has a live connection now.
+    pub online: bool,
+    pub username: String,
+}
+
+impl UserPublic {
+    pub fn new(user: &User, online: bool) -> UserPublic {
+        UserPublic {
+            id: user.id,
+            avatar_url: user.avatar_url.clone(),
+            display_name: user.display_name.clone(),
+            online,
+            username: user.username.clone(),
+        }
+    }
+}
+
+/// UserWithEmail (contract 3.2): the caller's own profile.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserWithEmail {
+    pub id: Id,
+    pub avatar_url: Option<String>,
+    pub display_name: Option<String>,
+    pub email: String,
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_seen_at: Option<Timestamp>,
+    pub online: bool,
+    pub username: String,
+}
+
+impl UserWithEmail {
+    pub fn new(user: &User, online: bool) -> UserWithEmail {
+        UserWithEmail {
+            id: user.id,
+            avatar_url: user.avatar_url.clone(),
+            display_name: user.display_name.clone(),
+            email: user.email.clone(),
+            last_seen_at: user.last_seen_at,
+            online,
+            username: user.username.clone(),
+        }
+    }
+}
+
+/// ConversationWithMembers (contract 3.3).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: Id,
+    /// `channel`, `group` or `direct`.
+    pub conversation_type: &'static str,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    pub created_by_id: Option<Id>,
+    pub description: Option<String>,
+    pub member_count: usize,
+    pub members: Vec<UserPublic>,
+    pub name: Option<String>,
+    /// Beyond the reference: the `seq` of the newest message (0 if none), for
+    /// catch-up and unread state.
+    pub last_seq: i64,
+    /// Beyond the reference: when the newest message was sent (or the
+    /// conversation created).
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_activity_at: Timestamp,
+}
+
+impl ConversationView {
+    /// `members` must be this conversation's members.
+    pub fn new(conversation: &Conversation, members: Vec<UserPublic>) -> ConversationView {
+        ConversationView {
+            id: conversation.id,
+            conversation_type: conversation.kind.as_str(),
+            created_at: conversation.created_at,
+            created_by_id: conversation.created_by_id,
+            description: conversation.description.clone(),
+            member_count: members.len(),
+            members,
+            name: conversation.name.clone(),
+            last_seq: conversation.last_seq,
+            last_activity_at: conversation.last_activity_at,
+        }
+    }
+
+    pub fn from_members(
+        conversation: &Conversation,
+        members: &[Member],
+        online: impl Fn(Id) -> bool,
+    ) -> ConversationView {
+        let members = members
+            .iter()
+            .filter(|m| m.conversation_id == conversation.id)
+            .map(|m| UserPublic::new(&m.user, online(m.user.id)))
+            .collect();
+        ConversationView::new(conversation, members)
+    }
+}
+
+/// Reaction (contract 3.5).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReactionView {
+    pub id: Id,
+    pub emoji: String,
+    pub message_id: Id,
+    pub user_id: Id,
+}
+
+impl From<&Reaction> for ReactionView {
+    fn from(r: &Reaction) -> ReactionView {
+        ReactionView {
+            id: r.id,
+            emoji: r.emoji.clone(),
+            message_id: r.message_id,
+            user_id: r.user_id,
+        }
+    }
+}
+
+/// CallSessionSummary inside a call-log message (contract 3.4).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallSessionSummary {
+    pub id: Id,
+    pub call_type: &'static str,
+    pub status: &'static str,
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+    pub duration: Option<i64>,
+    pub initiator_id: Id,
+}
+
+/// Message (contract 3.4).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: Id,
+    /// Non-null iff `message_type` is `call`.
+    pub call_session: Option<CallSessionSummary>,
+    pub content: String,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub edited_at: Option<Timestamp>,
+    /// `text`, `image`, `file` or `call`.
+    pub message_type: &'static str,
+    pub parent_message_id: Option<Id>,
+    pub reactions: Vec<ReactionView>,
+    pub user: UserPublic,
+    /// Beyond the reference: the conversation this message belongs to.
+    pub conversation_id: Id,
+    /// Beyond the reference: per-conversation sequence number (1, 2, 3… with no
+    /// gaps), for gap detection and catch-up.
+    pub seq: i64,
+    /// Beyond the reference: the sender's idempotency key, if one was given.
+    pub client_message_id: Option<String>,
+}
+
+impl MessageView {
+    pub fn new(
+        message: &Message,
+        author: UserPublic,
+        reactions: Vec<ReactionView>,
+        call_session: Option<CallSessionSummary>,
+    ) -> MessageView {
+        MessageView {
+            id: message.id,
+            call_session,
+            content: message.content.clone(),
+            created_at: message.created_at,
+            edited_at: message.edited_at,
+            message_type: message.kind.as_str(),
+            parent_message_id: message.parent_message_id,
+            reactions,
+            user: author,
+            conversation_id: message.conversation_id,
+            seq: message.seq,
+            client_message_id: message.client_message_id.clone(),
+        }
+    }
+}
+
+/// A page of history (contract 4.5).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// Id of the oldest message when the page is full, else `null`.
+    pub next_cursor: Option<Id>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_have_three_fraction_digits_and_z() {
+        let ts = chrono::Utc
+            .timestamp_millis_opt(1_775_208_011_734)
+            .single()
+            .expect("valid millis");
+        assert_eq!(format_timestamp(&ts), "2026-04-03T09:20:11.734Z");
+        let whole = chrono::Utc.timestamp_millis_opt(1_775_208_011_000).single().expect("valid");
+        assert_eq!(format_timestamp(&whole), "2026-04-03T09:20:11.000Z");
+    }
+
+    #[test]
+    fn user_public_has_the_contract_keys_in_order() {
+        let user = UserPublic {
+            id: 43,
+            avatar_url: None,
+            display_name: Some("Omar".into()),
+            online: true,
+            username: "omar".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&user).expect("serializes"),
+            r#"{"id":43,"avatar_url":null,"display_name":"Omar","online":true,"username":"omar"}"#
+        );
+    }
+}

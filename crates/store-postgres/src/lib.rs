@@ -1,0 +1,758 @@
+//! Chatterly's PostgreSQL store: [`PgStore`] implements
+//! [`chatterly_store::Store`] on a sqlx pool.
+//!
+//! The schema is `migrations/` (see also `crates/store/SCHEMA.md`). Messages are
+//! partitioned by month on `created_at` (see `partitions.rs`); everything else
+//! is plain tables. Each trait method is one statement where that is enough
+//! (a single statement is its own transaction), or one explicit transaction.
+//!
+//! Sending a message is the hot path and is a single statement: it claims the
+//! sender's `client_message_id` (if any), bumps the conversation's `last_seq`
+//! under its row lock (serialising the senders of one conversation so `seq` is
+//! gap-free) and inserts the row, committing server-side with no extra round
+//! trip while the conversation row is locked.
+
+mod error;
+mod partitions;
+mod rows;
+
+use async_trait::async_trait;
+use chatterly_store::{
+    millis, now, Conversation, ConversationKind, HistoryPage, Id, Inserted, Member, Message, NewConversation,
+    NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError, StoreResult, Timestamp, User,
+    CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
+};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::error::{backend, fk_not_found, violation, Violation};
+use crate::rows::{
+    conversation_columns, convert_all, message_columns, reaction_columns, user_columns, ConversationRow,
+    MemberRow, MessageRow, ReactionRow, UserRow,
+};
+
+/// The PostgreSQL store. Cheap to clone (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects a pool of at most `max_connections` to `url`
+    /// (`postgres://…`); does not migrate.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect(url)
+            .await
+            .map_err(backend)?;
+        Ok(PgStore { pool })
+    }
+
+    /// Applies the embedded migrations, then makes sure the message
+    /// partitions for this month and the next exist. Idempotent, and safe
+    /// when several instances start at once (sqlx serialises migrations with
+    /// an advisory lock; partition creation takes its own).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        // sqlx holds a session-level advisory lock while migrating and does
+        // not release it when a migration fails; never hand that connection
+        // back to the pool.
+        conn.close_on_drop();
+        sqlx::migrate!("./migrations")
+            .run(&mut *conn)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        drop(conn);
+        partitions::ensure_current_and_next(&self.pool, now()).await
+    }
+}
+
+fn limit(n: u32) -> i64 {
+    i64::from(n)
+}
+
+/// `"{low}:{high}"`, the key that makes one direct conversation per pair.
+fn direct_key(a: Id, b: Id) -> String {
+    format!("{}:{}", a.min(b), a.max(b))
+}
+
+fn rows_to_users(rows: Vec<UserRow>) -> Vec<User> {
+    rows.into_iter().map(User::from).collect()
+}
+
+impl PgStore {
+    async fn conversation_by_direct_key(&self, key: &str) -> StoreResult<Option<Conversation>> {
+        let row: Option<ConversationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE direct_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(Conversation::try_from).transpose()
+    }
+
+    /// The message an earlier send with this `(user_id, client_message_id)`
+    /// created, if it still exists.
+    async fn message_by_client_id(&self, user_id: Id, client_message_id: &str) -> StoreResult<Option<Message>> {
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages
+              WHERE (id, created_at) = (
+                  SELECT message_id, message_created_at FROM message_client_ids
+                  WHERE user_id = $1 AND client_message_id = $2
+              )"
+        ))
+        .bind(user_id)
+        .bind(client_message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(Message::try_from).transpose()
+    }
+
+    /// A send with a `client_message_id`. One statement, in this order:
+    ///
+    /// 1. claim `(user_id, client_message_id)`. A concurrent send of the same
+    ///    id waits on the primary key until the first commits, then sees the
+    ///    conflict, and the rest of its statement does nothing (no seq used);
+    /// 2. bump the conversation's `last_seq` (row lock), only if the claim
+    ///    succeeded. The claim comes first so a duplicate never waits while
+    ///    holding the conversation lock;
+    /// 3. insert the message with the claimed id. If the conversation is gone,
+    ///    step 2 returned nothing, `seq` is NULL and the NOT NULL constraint
+    ///    aborts the whole statement, claim included: mapped to `NotFound`.
+    async fn insert_with_client_id(&self, new: &NewMessage, client_id: &str, now: Timestamp) -> StoreResult<Inserted> {
+        let inserted: Result<Option<MessageRow>, sqlx::Error> = sqlx::query_as(concat!(
+            "WITH claim AS (
+                 INSERT INTO message_client_ids (user_id, client_message_id, message_id, message_created_at)
+                 VALUES ($2, $7, nextval('messages_id_seq'), $8)
+                 ON CONFLICT (user_id, client_message_id) DO NOTHING
+                 RETURNING message_id
+             ), conv AS (
+                 UPDATE conversations
+                 SET last_seq = last_seq + 1, last_activity_at = $8, updated_at = $8
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM claim)
+                 RETURNING last_seq
+             )
+             INSERT INTO messages (id, conversation_id, user_id, seq, content, kind, parent_message_id,
+                                   call_session_id, client_message_id, created_at, updated_at)
+             SELECT claim.message_id, $1, $2, (SELECT last_seq FROM conv), $3, $4, $5, $6, $7, $8, $8
+             FROM claim
+             RETURNING ",
+            message_columns!()
+        ))
+        .bind(new.conversation_id)
+        .bind(new.user_id)
+        .bind(&new.content)
+        .bind(new.kind.as_i16())
+        .bind(new.parent_message_id)
+        .bind(new.call_session_id)
+        .bind(client_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await;
+
+        match inserted {
+            Ok(Some(row)) => Ok(Inserted::Created(row.try_into()?)),
+            // The id was already claimed: return what that send created. If
+            // it is gone, its conversation was deleted since.
+            Ok(None) => match self.message_by_client_id(new.user_id, client_id).await? {
+                Some(message) => Ok(Inserted::Existing(message)),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => match violation(&e) {
+                Some(Violation::NotNull(Some("seq"))) => Err(StoreError::NotFound),
+                _ => Err(backend(e)),
+            },
+        }
+    }
+
+    /// A send without a `client_message_id`: bump `last_seq` and insert, in
+    /// one statement. No conversation row, no message.
+    async fn insert_without_client_id(&self, new: &NewMessage, now: Timestamp) -> StoreResult<Inserted> {
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "WITH conv AS (
+                 UPDATE conversations
+                 SET last_seq = last_seq + 1, last_activity_at = $7, updated_at = $7
+                 WHERE id = $1
+                 RETURNING id, last_seq
+             )
+             INSERT INTO messages (conversation_id, user_id, seq, content, kind, parent_message_id,
+                                   call_session_id, created_at, updated_at)
+             SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $7
+             FROM conv
+             RETURNING ",
+            message_columns!()
+        ))
+        .bind(new.conversation_id)
+        .bind(new.user_id)
+        .bind(&new.content)
+        .bind(new.kind.as_i16())
+        .bind(new.parent_message_id)
+        .bind(new.call_session_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        match row {
+            Some(row) => Ok(Inserted::Created(row.try_into()?)),
+            None => Err(StoreError::NotFound),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn maintain(&self, now: Timestamp) -> StoreResult<()> {
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        partitions::ensure_current_and_next(&self.pool, now).await
+    }
+
+    // ---- users -------------------------------------------------------------
+
+    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+        let result: Result<UserRow, sqlx::Error> = sqlx::query_as(concat!(
+            "INSERT INTO users (email, username, display_name, password_hash, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             RETURNING ",
+            user_columns!()
+        ))
+        .bind(&user.email)
+        .bind(&user.username)
+        .bind(&user.display_name)
+        .bind(&user.password_hash)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok(row) => Ok(row.into()),
+            Err(e) => Err(match violation(&e) {
+                Some(Violation::Unique(Some("users_email_key"))) => StoreError::Conflict(CONFLICT_EMAIL),
+                Some(Violation::Unique(Some("users_username_key"))) => StoreError::Conflict(CONFLICT_USERNAME),
+                _ => backend(e),
+            }),
+        }
+    }
+
+    async fn user_by_id(&self, id: Id) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(User::from))
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"))
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.map(User::from))
+    }
+
+    async fn users_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<UserRow> =
+            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ANY($1) ORDER BY id"))
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(rows_to_users(rows))
+    }
+
+    async fn search_users(&self, query: Option<&str>, max: u32) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = match query {
+            None => sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users ORDER BY username LIMIT $1"))
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await,
+            // `%` and `_` in the query stay wildcards (as in the reference);
+            // ESCAPE '' makes a backslash an ordinary character, as in SQLite,
+            // instead of an error when it ends the pattern.
+            Some(q) => sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users
+                  WHERE username ILIKE ('%' || $1 || '%') ESCAPE ''
+                     OR display_name ILIKE ('%' || $1 || '%') ESCAPE ''
+                  ORDER BY username
+                  LIMIT $2"
+            ))
+            .bind(q)
+            .bind(limit(max))
+            .fetch_all(&self.pool)
+            .await,
+        }
+        .map_err(backend)?;
+        Ok(rows_to_users(rows))
+    }
+
+    async fn update_profile(&self, id: Id, update: ProfileUpdate) -> StoreResult<User> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "UPDATE users
+             SET display_name = CASE WHEN $2 THEN $3 ELSE display_name END,
+                 avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END,
+                 updated_at = $6
+             WHERE id = $1
+             RETURNING ",
+            user_columns!()
+        ))
+        .bind(id)
+        .bind(update.display_name.is_some())
+        .bind(update.display_name.flatten())
+        .bind(update.avatar_url.is_some())
+        .bind(update.avatar_url.flatten())
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(User::from).ok_or(StoreError::NotFound)
+    }
+
+    async fn record_failed_login(&self, id: Id, lock_after: i32, now: Timestamp) -> StoreResult<User> {
+        // On the right-hand side of SET, columns hold their old values.
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "UPDATE users
+             SET failed_attempts = failed_attempts + 1,
+                 locked_at = CASE WHEN locked_at IS NULL AND failed_attempts + 1 >= $2 THEN $3
+                                  ELSE locked_at END
+             WHERE id = $1
+             RETURNING ",
+            user_columns!()
+        ))
+        .bind(id)
+        .bind(lock_after)
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(User::from).ok_or(StoreError::NotFound)
+    }
+
+    async fn reset_failed_logins(&self, id: Id) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET failed_attempts = 0, locked_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ---- token revocation ----------------------------------------------------
+
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()> {
+        sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(millis(expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)")
+            .bind(jti)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn active_revocations(&self, now: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
+        let rows: Vec<(String, Timestamp)> =
+            sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY expires_at, jti")
+                .bind(millis(now))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(rows.into_iter().map(|(jti, at)| (jti, millis(at))).collect())
+    }
+
+    // ---- conversations and members --------------------------------------------
+
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)> {
+        let key = match (new.kind, new.member_ids.as_slice()) {
+            (ConversationKind::Direct, [other]) => Some(direct_key(new.created_by_id, *other)),
+            (ConversationKind::Direct, others) => {
+                return Err(StoreError::Backend(format!(
+                    "a direct conversation needs exactly one other member, got {}",
+                    others.len()
+                )))
+            }
+            _ => None,
+        };
+        let mut user_ids = Vec::with_capacity(new.member_ids.len() + 1);
+        let mut roles = Vec::with_capacity(new.member_ids.len() + 1);
+        user_ids.push(new.created_by_id);
+        roles.push(Role::Admin.as_i16());
+        for &id in &new.member_ids {
+            user_ids.push(id);
+            roles.push(Role::Member.as_i16());
+        }
+
+        // A deleted-in-between direct conversation makes the lookup below
+        // miss; trying again then creates it.
+        for _ in 0..3 {
+            let now = now();
+            // One statement, so one transaction: the conversation and all its
+            // memberships, or (a direct pair that already exists) nothing.
+            let created: Option<ConversationRow> = sqlx::query_as(concat!(
+                "WITH created AS (
+                     INSERT INTO conversations (kind, name, description, created_by_id, direct_key,
+                                                last_seq, last_activity_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $6)
+                     ON CONFLICT (direct_key) DO NOTHING
+                     RETURNING ",
+                conversation_columns!(),
+                "
+                 ), members AS (
+                     INSERT INTO conversation_members (conversation_id, user_id, role, joined_at)
+                     SELECT created.id, m.user_id, m.role, $6
+                     FROM created, unnest($7::bigint[], $8::smallint[]) AS m (user_id, role)
+                 )
+                 SELECT ",
+                conversation_columns!(),
+                " FROM created"
+            ))
+            .bind(new.kind.as_i16())
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(new.created_by_id)
+            .bind(&key)
+            .bind(now)
+            .bind(&user_ids)
+            .bind(&roles)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| match violation(&e) {
+                Some(Violation::ForeignKey) => StoreError::NotFound,
+                Some(Violation::Unique(Some("conversation_members_pkey"))) => StoreError::Conflict(CONFLICT_MEMBER),
+                _ => backend(e),
+            })?;
+
+            if let Some(row) = created {
+                return Ok((row.try_into()?, true));
+            }
+            let Some(key) = key.as_deref() else {
+                return Err(StoreError::Backend("conversation insert returned no row".into()));
+            };
+            // The pair already has its conversation (a concurrent create waits
+            // on the unique key until the winner commits, so it is visible now).
+            if let Some(existing) = self.conversation_by_direct_key(key).await? {
+                return Ok((existing, false));
+            }
+        }
+        Err(StoreError::Backend("direct conversation kept disappearing while being created".into()))
+    }
+
+    async fn conversation_by_id(&self, id: Id) -> StoreResult<Option<Conversation>> {
+        let row: Option<ConversationRow> =
+            sqlx::query_as(concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(Conversation::try_from).transpose()
+    }
+
+    async fn conversations_for_user(&self, user_id: Id) -> StoreResult<Vec<Conversation>> {
+        let rows: Vec<ConversationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations
+              WHERE id IN (SELECT conversation_id FROM conversation_members WHERE user_id = $1)
+              ORDER BY last_activity_at DESC, id DESC"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        convert_all(rows)
+    }
+
+    async fn delete_conversation(&self, id: Id) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The row lock makes concurrent sends wait (and then find no
+        // conversation), so no message can slip in behind the deletes below.
+        let locked: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if locked.is_none() {
+            return Ok(false);
+        }
+        let statements = [
+            "DELETE FROM reactions
+             WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
+            "DELETE FROM message_client_ids c
+             USING messages m
+             WHERE m.conversation_id = $1
+               AND c.user_id = m.user_id
+               AND c.client_message_id = m.client_message_id",
+            "DELETE FROM messages WHERE conversation_id = $1",
+            "DELETE FROM conversation_members WHERE conversation_id = $1",
+            "DELETE FROM conversations WHERE id = $1",
+        ];
+        for sql in statements {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn membership(&self, conversation_id: Id, user_id: Id) -> StoreResult<Option<Role>> {
+        let role: Option<i16> =
+            sqlx::query_scalar("SELECT role FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
+                .bind(conversation_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        role.map(|r| Role::from_i16(r).ok_or_else(|| StoreError::Backend(format!("unknown role {r} in the database"))))
+            .transpose()
+    }
+
+    async fn members_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<Member>> {
+        if conversation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<MemberRow> = sqlx::query_as(
+            "SELECT m.conversation_id, m.role, m.joined_at,
+                    u.id, u.email, u.username, u.display_name, u.avatar_url, u.password_hash,
+                    u.failed_attempts, u.locked_at, u.last_seen_at, u.created_at
+             FROM conversation_members m
+             JOIN users u ON u.id = m.user_id
+             WHERE m.conversation_id = ANY($1)
+             ORDER BY m.conversation_id, m.user_id",
+        )
+        .bind(conversation_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        convert_all(rows)
+    }
+
+    async fn add_member(&self, conversation_id: Id, user_id: Id, role: Role) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .bind(role.as_i16())
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match violation(&e) {
+            Some(Violation::Unique(_)) => StoreError::Conflict(CONFLICT_MEMBER),
+            _ => fk_not_found(e),
+        })?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, conversation_id: Id, user_id: Id) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
+            .bind(conversation_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- messages --------------------------------------------------------------
+
+    async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted> {
+        let now = now();
+        match new.client_message_id.as_deref() {
+            Some(client_id) => self.insert_with_client_id(&new, client_id, now).await,
+            None => self.insert_without_client_id(&new, now).await,
+        }
+    }
+
+    async fn message_by_id(&self, id: Id) -> StoreResult<Option<Message>> {
+        let row: Option<MessageRow> =
+            sqlx::query_as(concat!("SELECT ", message_columns!(), " FROM messages WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(Message::try_from).transpose()
+    }
+
+    async fn history(&self, conversation_id: Id, page: HistoryPage) -> StoreResult<Vec<Message>> {
+        let rows: Vec<MessageRow> = match page {
+            // Newest first through the (conversation_id, id) index, then
+            // reversed. No cursor is `id < i64::MAX` so the bound stays an
+            // index condition in a generic plan.
+            HistoryPage::Before { before_id, limit: n } => {
+                let mut rows: Vec<MessageRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages
+                      WHERE conversation_id = $1 AND id < $2 AND deleted_at IS NULL
+                      ORDER BY id DESC
+                      LIMIT $3"
+                ))
+                .bind(conversation_id)
+                .bind(before_id.unwrap_or(i64::MAX))
+                .bind(limit(n))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                rows.reverse();
+                rows
+            }
+            HistoryPage::AfterSeq { after_seq, limit: n } => sqlx::query_as(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages
+                  WHERE conversation_id = $1 AND seq > $2 AND deleted_at IS NULL
+                  ORDER BY seq
+                  LIMIT $3"
+            ))
+            .bind(conversation_id)
+            .bind(after_seq)
+            .bind(limit(n))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        };
+        convert_all(rows)
+    }
+
+    async fn edit_message(&self, id: Id, content: &str, now: Timestamp) -> StoreResult<Message> {
+        let now = millis(now);
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "UPDATE messages SET content = $2, edited_at = $3, updated_at = $3
+             WHERE id = $1 AND deleted_at IS NULL
+             RETURNING ",
+            message_columns!()
+        ))
+        .bind(id)
+        .bind(content)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()> {
+        let now = millis(now);
+        let done = sqlx::query(
+            "UPDATE messages SET deleted_at = $2, updated_at = $2
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ---- reactions ---------------------------------------------------------------
+
+    async fn reactions_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Reaction>> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ReactionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            reaction_columns!(),
+            " FROM reactions WHERE message_id = ANY($1) ORDER BY id"
+        ))
+        .bind(message_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(Reaction::from).collect())
+    }
+
+    async fn add_reaction(&self, message: &Message, user_id: Id, emoji: &str) -> StoreResult<Reaction> {
+        // The message's created_at lets the existence check prune to one
+        // partition.
+        let row: Option<ReactionRow> = sqlx::query_as(concat!(
+            "INSERT INTO reactions (message_id, message_created_at, user_id, emoji, created_at)
+             SELECT $1, $2, $3, $4, $5
+             WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1 AND created_at = $2)
+             RETURNING ",
+            reaction_columns!()
+        ))
+        .bind(message.id)
+        .bind(millis(message.created_at))
+        .bind(user_id)
+        .bind(emoji)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| match violation(&e) {
+            Some(Violation::Unique(_)) => StoreError::Conflict(CONFLICT_REACTION),
+            _ => fk_not_found(e),
+        })?;
+        row.map(Reaction::from).ok_or(StoreError::NotFound)
+    }
+
+    async fn reaction_by_id(&self, id: Id) -> StoreResult<Option<Reaction>> {
+        let row: Option<ReactionRow> =
+            sqlx::query_as(concat!("SELECT ", reaction_columns!(), " FROM reactions WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.map(Reaction::from))
+    }
+
+    async fn remove_reaction(&self, id: Id) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM reactions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+}

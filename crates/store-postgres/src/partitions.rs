@@ -1,0 +1,196 @@
+//! Monthly partitions of `messages`.
+//!
+//! `messages_YYYY_MM` covers `[first of the month 00:00Z, first of the next
+//! month 00:00Z)`. The migration creates a DEFAULT partition as a safety net,
+//! so an insert never fails for a missing month; when the monthly partition is
+//! created later, any rows the default partition holds for that month are
+//! moved into it in the same transaction (PostgreSQL refuses to create a range
+//! partition while the default partition holds rows of that range).
+//!
+//! Creation always goes `CREATE TABLE … (LIKE messages)`, move stray rows,
+//! `ATTACH PARTITION`: attaching takes only a SHARE UPDATE EXCLUSIVE lock on
+//! `messages` (inserts and reads carry on), whereas `CREATE TABLE … PARTITION
+//! OF` would lock the whole table. The existence check up front means the usual
+//! call (partition already there) takes no lock at all.
+
+use chatterly_store::{StoreError, StoreResult, Timestamp};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use sqlx::PgPool;
+
+use crate::error::backend;
+
+/// Serialises partition creation across sessions and instances (an arbitrary
+/// constant; "chatterly partitions").
+const PARTITION_LOCK_KEY: i64 = 0x6368_6174_7061_7274;
+
+/// How long creation may wait for a table lock before giving up (it retries on
+/// the next `maintain`; the default partition covers the meantime). Waiting
+/// for an ACCESS EXCLUSIVE lock queues every later reader of the default
+/// partition behind it, so this stays short.
+const LOCK_TIMEOUT: &str = "3s";
+
+/// One calendar month (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Month {
+    year: i32,
+    month: u32,
+}
+
+impl Month {
+    pub(crate) fn of(ts: Timestamp) -> Month {
+        Month { year: ts.year(), month: ts.month() }
+    }
+
+    pub(crate) fn next(self) -> Month {
+        if self.month == 12 {
+            Month { year: self.year + 1, month: 1 }
+        } else {
+            Month { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// `messages_YYYY_MM`.
+    pub(crate) fn table_name(self) -> String {
+        format!("messages_{:04}_{:02}", self.year, self.month)
+    }
+
+    /// First instant of the month.
+    fn start(self) -> StoreResult<Timestamp> {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|dt| DateTime::<Utc>::from_naive_utc_and_offset(dt, Utc))
+            .ok_or_else(|| StoreError::Backend(format!("month out of range: {}-{}", self.year, self.month)))
+    }
+}
+
+/// A timestamp as a SQL literal (DDL takes no bind parameters).
+fn literal(ts: Timestamp) -> String {
+    format!("'{}'", ts.format("%Y-%m-%d %H:%M:%S+00"))
+}
+
+/// Ensures the partitions for the month of `now` and the next month exist.
+pub(crate) async fn ensure_current_and_next(pool: &PgPool, now: Timestamp) -> StoreResult<()> {
+    let month = Month::of(now);
+    ensure_month(pool, month).await?;
+    ensure_month(pool, month.next()).await
+}
+
+async fn partition_exists(executor: impl sqlx::PgExecutor<'_>, name: &str) -> StoreResult<bool> {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (
+             SELECT 1 FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'messages'::regclass AND c.relname = $1
+         )",
+    )
+    .bind(name)
+    .fetch_one(executor)
+    .await
+    .map_err(backend)
+}
+
+/// Creates `messages_YYYY_MM` for `month` unless it exists, moving any rows
+/// of that month out of the default partition. Safe to run concurrently.
+pub(crate) async fn ensure_month(pool: &PgPool, month: Month) -> StoreResult<()> {
+    let name = month.table_name();
+    if partition_exists(pool, &name).await? {
+        return Ok(());
+    }
+
+    let from = month.start()?;
+    let to = month.next().start()?;
+
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PARTITION_LOCK_KEY)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    // Another session may have created it while we waited for the lock.
+    if partition_exists(&mut *tx, &name).await? {
+        return Ok(());
+    }
+
+    // A leftover table of that name that is not attached (should not happen;
+    // every step below is in this transaction) would make CREATE fail loudly,
+    // which is what we want.
+    sqlx::query(&format!(
+        "CREATE TABLE {name} (LIKE messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    ))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+
+    // Block new rows from landing in the default partition until the new
+    // partition is attached (reads carry on until ATTACH itself).
+    sqlx::query("LOCK TABLE messages_default IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let moved = sqlx::query(&format!(
+        "WITH moved AS (
+             DELETE FROM messages_default
+             WHERE created_at >= $1 AND created_at < $2
+             RETURNING id, conversation_id, user_id, seq, content, kind, parent_message_id,
+                       call_session_id, client_message_id, created_at, updated_at,
+                       edited_at, deleted_at
+         )
+         INSERT INTO {name} (id, conversation_id, user_id, seq, content, kind, parent_message_id,
+                             call_session_id, client_message_id, created_at, updated_at,
+                             edited_at, deleted_at)
+         SELECT id, conversation_id, user_id, seq, content, kind, parent_message_id,
+                call_session_id, client_message_id, created_at, updated_at,
+                edited_at, deleted_at
+         FROM moved"
+    ))
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?
+    .rows_affected();
+
+    sqlx::query(&format!(
+        "ALTER TABLE messages ATTACH PARTITION {name} FOR VALUES FROM ({}) TO ({})",
+        literal(from),
+        literal(to)
+    ))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+
+    tx.commit().await.map_err(backend)?;
+    if moved > 0 {
+        tracing::warn!(partition = %name, moved, "created message partition; moved rows out of messages_default");
+    } else {
+        tracing::info!(partition = %name, "created message partition");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    #[test]
+    fn months_roll_over_the_year() {
+        let m = Month::of(ts("2025-12-31T23:59:59.999Z"));
+        assert_eq!(m.table_name(), "messages_2025_12");
+        assert_eq!(m.next().table_name(), "messages_2026_01");
+        assert_eq!(m.next().start().ok(), Some(ts("2026-01-01T00:00:00Z")));
+        assert_eq!(Month::of(ts("2026-02-01T00:00:00Z")).table_name(), "messages_2026_02");
+    }
+
+    #[test]
+    fn bounds_are_utc_literals() {
+        assert_eq!(literal(ts("2026-03-01T00:00:00Z")), "'2026-03-01 00:00:00+00'");
+    }
+}

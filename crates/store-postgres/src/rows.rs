@@ -1,0 +1,186 @@
+//! Row structs as PostgreSQL returns them, and their conversion into the
+//! backend-neutral models (small integers into enums, timestamps truncated to
+//! milliseconds).
+
+use chatterly_store::{
+    millis, Conversation, ConversationKind, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult,
+    Timestamp, User,
+};
+
+/// The column lists the row structs read, so every query returns the same
+/// shape. Macros rather than constants so `concat!` can build `&'static str`
+/// queries at compile time.
+macro_rules! user_columns {
+    () => {
+        "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
+         locked_at, last_seen_at, created_at"
+    };
+}
+macro_rules! conversation_columns {
+    () => {
+        "id, kind, name, description, created_by_id, created_at, last_seq, last_activity_at"
+    };
+}
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, user_id, seq, content, kind, parent_message_id, call_session_id, \
+         client_message_id, created_at, edited_at, deleted_at"
+    };
+}
+macro_rules! reaction_columns {
+    () => {
+        "id, message_id, user_id, emoji, created_at"
+    };
+}
+pub(crate) use {conversation_columns, message_columns, reaction_columns, user_columns};
+
+fn ms(ts: Timestamp) -> Timestamp {
+    millis(ts)
+}
+
+fn ms_opt(ts: Option<Timestamp>) -> Option<Timestamp> {
+    ts.map(millis)
+}
+
+fn bad(what: &str, value: i16) -> StoreError {
+    StoreError::Backend(format!("unknown {what} {value} in the database"))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    email: String,
+    username: String,
+    display_name: Option<String>,
+    avatar_url: Option<String>,
+    password_hash: String,
+    failed_attempts: i32,
+    locked_at: Option<Timestamp>,
+    last_seen_at: Option<Timestamp>,
+    created_at: Timestamp,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> User {
+        User {
+            id: r.id,
+            email: r.email,
+            username: r.username,
+            display_name: r.display_name,
+            avatar_url: r.avatar_url,
+            password_hash: r.password_hash,
+            failed_attempts: r.failed_attempts,
+            locked_at: ms_opt(r.locked_at),
+            last_seen_at: ms_opt(r.last_seen_at),
+            created_at: ms(r.created_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConversationRow {
+    id: i64,
+    kind: i16,
+    name: Option<String>,
+    description: Option<String>,
+    created_by_id: Option<i64>,
+    created_at: Timestamp,
+    last_seq: i64,
+    last_activity_at: Timestamp,
+}
+
+impl TryFrom<ConversationRow> for Conversation {
+    type Error = StoreError;
+    fn try_from(r: ConversationRow) -> StoreResult<Conversation> {
+        Ok(Conversation {
+            id: r.id,
+            kind: ConversationKind::from_i16(r.kind).ok_or_else(|| bad("conversation kind", r.kind))?,
+            name: r.name,
+            description: r.description,
+            created_by_id: r.created_by_id,
+            created_at: ms(r.created_at),
+            last_seq: r.last_seq,
+            last_activity_at: ms(r.last_activity_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberRow {
+    conversation_id: i64,
+    role: i16,
+    joined_at: Timestamp,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+impl TryFrom<MemberRow> for Member {
+    type Error = StoreError;
+    fn try_from(r: MemberRow) -> StoreResult<Member> {
+        Ok(Member {
+            conversation_id: r.conversation_id,
+            role: Role::from_i16(r.role).ok_or_else(|| bad("role", r.role))?,
+            joined_at: ms(r.joined_at),
+            user: r.user.into(),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MessageRow {
+    id: i64,
+    conversation_id: i64,
+    user_id: i64,
+    seq: i64,
+    content: String,
+    kind: i16,
+    parent_message_id: Option<i64>,
+    call_session_id: Option<i64>,
+    client_message_id: Option<String>,
+    created_at: Timestamp,
+    edited_at: Option<Timestamp>,
+    deleted_at: Option<Timestamp>,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+    fn try_from(r: MessageRow) -> StoreResult<Message> {
+        Ok(Message {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            user_id: r.user_id,
+            seq: r.seq,
+            content: r.content,
+            kind: MessageKind::from_i16(r.kind).ok_or_else(|| bad("message kind", r.kind))?,
+            parent_message_id: r.parent_message_id,
+            call_session_id: r.call_session_id,
+            client_message_id: r.client_message_id,
+            created_at: ms(r.created_at),
+            edited_at: ms_opt(r.edited_at),
+            deleted_at: ms_opt(r.deleted_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReactionRow {
+    id: i64,
+    message_id: i64,
+    user_id: i64,
+    emoji: String,
+    created_at: Timestamp,
+}
+
+impl From<ReactionRow> for Reaction {
+    fn from(r: ReactionRow) -> Reaction {
+        Reaction { id: r.id, message_id: r.message_id, user_id: r.user_id, emoji: r.emoji, created_at: ms(r.created_at) }
+    }
+}
+
+/// Converts every row, failing on the first that does not fit the model.
+pub(crate) fn convert_all<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}

@@ -1,0 +1,134 @@
+//! The storage interface of Chatterly.
+//!
+//! One trait, [`Store`], implemented by `chatterly-store-sqlite` (embedded
+//! default) and `chatterly-store-postgres` (scale-out). The domain depends on
+//! this crate only; SQL never leaves the backends. The trait is deliberately
+//! narrow: each method is one unit of work (one transaction where it writes),
+//! and business rules (who may do what, validation) stay in the domain.
+
+mod model;
+
+pub use model::*;
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row the write depends on does not exist (e.g. it was deleted
+    /// between the domain's check and the write).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule refused the write. The payload names the rule, one of
+    /// the `CONFLICT_*` constants.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database failed (I/O, connection, unexpected constraint).
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub const CONFLICT_EMAIL: &str = "email";
+pub const CONFLICT_USERNAME: &str = "username";
+pub const CONFLICT_MEMBER: &str = "member";
+pub const CONFLICT_REACTION: &str = "reaction";
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is ("sqlite" or "postgres"), for logs and `/up`.
+    fn backend(&self) -> &'static str;
+
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Periodic upkeep the backend needs (PostgreSQL: create the message
+    /// partitions for this month and the next; both: purge expired token
+    /// revocations). Idempotent and safe to run at any time on any instance.
+    async fn maintain(&self, now: Timestamp) -> StoreResult<()>;
+
+    // ---- users -------------------------------------------------------------
+
+    /// Fails with `Conflict(CONFLICT_EMAIL | CONFLICT_USERNAME)`.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    async fn user_by_id(&self, id: Id) -> StoreResult<Option<User>>;
+    /// `email` is already normalized (lowercase).
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// The users among `ids` that exist, ordered by id.
+    async fn users_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<User>>;
+    /// Case-insensitive substring match on username or display name (`%` and
+    /// `_` in `query` act as wildcards, as in the reference), ordered by
+    /// username, at most `limit`. `None` lists users ordered by username.
+    async fn search_users(&self, query: Option<&str>, limit: u32) -> StoreResult<Vec<User>>;
+    /// Fails with `NotFound`.
+    async fn update_profile(&self, id: Id, update: ProfileUpdate) -> StoreResult<User>;
+    /// Counts a failed login; when the count reaches `lock_after`, also sets
+    /// `locked_at = now`. Returns the updated user.
+    async fn record_failed_login(&self, id: Id, lock_after: i32, now: Timestamp) -> StoreResult<User>;
+    /// Clears the failed-login counter and any lock (a successful login, or an
+    /// expired lock).
+    async fn reset_failed_logins(&self, id: Id) -> StoreResult<()>;
+    async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()>;
+
+    // ---- token revocation (the JWT denylist) --------------------------------
+
+    /// Idempotent.
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()>;
+    async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+    /// Every revocation whose token has not yet expired (for warming caches).
+    async fn active_revocations(&self, now: Timestamp) -> StoreResult<Vec<(String, Timestamp)>>;
+
+    // ---- conversations and members ----------------------------------------
+
+    /// Creates the conversation and all its memberships in one transaction
+    /// (creator as admin). For `Direct`, `member_ids` holds exactly the other
+    /// person, and if a direct conversation between the two already exists it is
+    /// returned instead (`false`), race-free: concurrent creates of one pair
+    /// leave exactly one row.
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)>;
+    async fn conversation_by_id(&self, id: Id) -> StoreResult<Option<Conversation>>;
+    /// The caller's conversations, most recent activity first (ties: id desc).
+    async fn conversations_for_user(&self, user_id: Id) -> StoreResult<Vec<Conversation>>;
+    /// Hard-deletes the conversation with its memberships, messages and
+    /// reactions. Returns whether it existed.
+    async fn delete_conversation(&self, id: Id) -> StoreResult<bool>;
+    /// The role of `user_id` in the conversation, or `None` if not a member.
+    async fn membership(&self, conversation_id: Id, user_id: Id) -> StoreResult<Option<Role>>;
+    /// Members of each of the given conversations, ordered by
+    /// (conversation_id, user id).
+    async fn members_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<Member>>;
+    /// Fails with `Conflict(CONFLICT_MEMBER)` if already a member, `NotFound`
+    /// if the conversation is gone.
+    async fn add_member(&self, conversation_id: Id, user_id: Id, role: Role) -> StoreResult<()>;
+    /// Returns whether a membership was removed.
+    async fn remove_member(&self, conversation_id: Id, user_id: Id) -> StoreResult<bool>;
+
+    // ---- messages -----------------------------------------------------------
+
+    /// Assigns the next `seq` of the conversation and inserts, in one
+    /// transaction, also moving the conversation's `last_activity_at`. With a
+    /// `client_message_id` already used by this sender, returns
+    /// `Inserted::Existing` and writes nothing. `NotFound` if the conversation
+    /// is gone.
+    async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted>;
+    /// Any message by id, deleted ones included.
+    async fn message_by_id(&self, id: Id) -> StoreResult<Option<Message>>;
+    /// Non-deleted messages of a conversation (see [`HistoryPage`]).
+    async fn history(&self, conversation_id: Id, page: HistoryPage) -> StoreResult<Vec<Message>>;
+    /// Sets content and `edited_at`; `NotFound` if missing or deleted.
+    async fn edit_message(&self, id: Id, content: &str, now: Timestamp) -> StoreResult<Message>;
+    /// Sets `deleted_at` (row and content kept); `NotFound` if missing or
+    /// already deleted.
+    async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()>;
+
+    // ---- reactions ----------------------------------------------------------
+
+    /// Reactions of the given messages, ordered by id.
+    async fn reactions_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Reaction>>;
+    /// Fails with `Conflict(CONFLICT_REACTION)` for a second (message, user,
+    /// emoji). `message` is passed whole so a partitioned backend can prune.
+    async fn add_reaction(&self, message: &Message, user_id: Id, emoji: &str) -> StoreResult<Reaction>;
+    async fn reaction_by_id(&self, id: Id) -> StoreResult<Option<Reaction>>;
+    /// Returns whether it existed.
+    async fn remove_reaction(&self, id: Id) -> StoreResult<bool>;
+}
