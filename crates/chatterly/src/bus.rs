@@ -1,14 +1,13 @@
-//! Publish/subscribe by topic. Writers publish after their transaction commits
-//! and never know who listens; the gateway subscribes and never knows who
-//! writes. In-process for one instance; the Redis transport for several
-//! instances plugs in behind the same [`Bus`] trait.
+//! Publish/subscribe across instances. Writers publish after their
+//! transaction commits and never know who listens; every instance's gateway
+//! hub receives every bus message and delivers it to its own sockets. With one
+//! instance the bus hands messages straight to the local hub; with several,
+//! the Redis transport carries them to every instance's hub.
 
 use std::fmt;
 use std::sync::Arc;
 
 use chatterly_store::Id;
-use dashmap::DashMap;
-use tokio::sync::broadcast;
 
 /// Where an event goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,63 +33,110 @@ impl fmt::Display for Topic {
     }
 }
 
+impl std::str::FromStr for Topic {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Topic, ()> {
+        if text == "presence" {
+            return Ok(Topic::Presence);
+        }
+        let (kind, id) = text.split_once(':').ok_or(())?;
+        let id: Id = id.parse().map_err(|_| ())?;
+        match kind {
+            "conversation" => Ok(Topic::Conversation(id)),
+            "user" => Ok(Topic::User(id)),
+            "calls" => Ok(Topic::Calls(id)),
+            _ => Err(()),
+        }
+    }
+}
+
 /// An event payload, serialized once: the JSON object that goes in a channel
 /// frame's `message` field. Shared, never re-serialized per subscriber.
 pub type Payload = Arc<str>;
 
-pub trait Bus: Send + Sync + 'static {
-    fn publish(&self, topic: Topic, payload: Payload);
-    fn subscribe(&self, topic: Topic) -> broadcast::Receiver<Payload>;
+/// What travels on the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BusMessage {
+    /// An event for the subscribers of a topic. `seq` is set for a conversation's
+    /// `new_message`, so a catching-up subscriber can drop what it already sent.
+    Event {
+        topic: Topic,
+        seq: Option<i64>,
+        payload: Payload,
+    },
+    /// A member left or was removed: their sockets stop receiving the
+    /// conversation at once.
+    MemberRemoved { conversation_id: Id, user_id: Id },
+    /// The conversation is gone: every subscription to it ends.
+    ConversationDeleted { conversation_id: Id },
+    /// A token was revoked: sockets opened with it close.
+    TokenRevoked { user_id: Id, jti: String },
 }
 
-/// How many events a subscriber may fall behind before it lags (and the
-/// gateway treats it as a slow consumer).
-const TOPIC_CAPACITY: usize = 256;
+/// Where a bus delivers: each instance's gateway hub.
+pub trait Deliver: Send + Sync + 'static {
+    fn deliver(&self, message: &BusMessage);
+}
 
-/// The single-instance bus: one broadcast channel per topic with subscribers.
-#[derive(Default)]
+pub trait Bus: Send + Sync + 'static {
+    fn publish(&self, message: BusMessage);
+}
+
+/// The single-instance bus: hands every message to the local hub.
 pub struct LocalBus {
-    topics: DashMap<Topic, broadcast::Sender<Payload>>,
+    target: Arc<dyn Deliver>,
+}
+
+impl LocalBus {
+    pub fn new(target: Arc<dyn Deliver>) -> LocalBus {
+        LocalBus { target }
+    }
 }
 
 impl Bus for LocalBus {
-    fn publish(&self, topic: Topic, payload: Payload) {
-        let drop_topic = match self.topics.get(&topic) {
-            Some(sender) => sender.send(payload).is_err(),
-            None => false,
-        };
-        if drop_topic {
-            // Nobody listens any more: forget the topic so the map stays small.
-            self.topics.remove_if(&topic, |_, sender| sender.receiver_count() == 0);
-        }
-    }
-
-    fn subscribe(&self, topic: Topic) -> broadcast::Receiver<Payload> {
-        self.topics
-            .entry(topic)
-            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
-            .subscribe()
+    fn publish(&self, message: BusMessage) {
+        self.target.deliver(&message);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
-    #[tokio::test]
-    async fn delivers_to_subscribers_of_the_topic_only() {
-        let bus = LocalBus::default();
-        let mut nine = bus.subscribe(Topic::Conversation(9));
-        let mut ten = bus.subscribe(Topic::Conversation(10));
-        bus.publish(Topic::Conversation(9), Arc::from(r#"{"type":"x"}"#));
-        assert_eq!(&*nine.recv().await.expect("delivered"), r#"{"type":"x"}"#);
-        assert!(ten.try_recv().is_err());
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<BusMessage>>);
+
+    impl Deliver for Recorder {
+        fn deliver(&self, message: &BusMessage) {
+            self.0.lock().expect("lock").push(message.clone());
+        }
     }
 
     #[test]
-    fn publishing_without_subscribers_is_a_no_op() {
-        let bus = LocalBus::default();
-        bus.publish(Topic::Presence, Arc::from("{}"));
-        assert!(bus.topics.is_empty());
+    fn the_local_bus_hands_messages_to_the_hub() {
+        let recorder = Arc::new(Recorder::default());
+        let bus = LocalBus::new(recorder.clone());
+        let message = BusMessage::MemberRemoved {
+            conversation_id: 9,
+            user_id: 3,
+        };
+        bus.publish(message.clone());
+        assert_eq!(*recorder.0.lock().expect("lock"), vec![message]);
+    }
+
+    #[test]
+    fn topics_round_trip_through_text() {
+        for topic in [
+            Topic::Conversation(9),
+            Topic::User(3),
+            Topic::Calls(4),
+            Topic::Presence,
+        ] {
+            assert_eq!(topic.to_string().parse::<Topic>(), Ok(topic));
+        }
+        assert!("conversation:x".parse::<Topic>().is_err());
+        assert!("room:1".parse::<Topic>().is_err());
     }
 }

@@ -128,6 +128,28 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
 
+    /// Largest WebSocket frame a client may send, in bytes.
+    #[arg(long, env = "CHATTERLY_CABLE_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub cable_max_frame_bytes: usize,
+
+    /// Subscriptions one socket may hold.
+    #[arg(long, env = "CHATTERLY_CABLE_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub cable_max_subscriptions: usize,
+
+    /// Channel actions (typing, ping, call signaling) per second per socket;
+    /// over it the action is dropped with a `rate_limit` frame.
+    #[arg(long, env = "CHATTERLY_CABLE_ACTIONS_PER_SECOND", default_value_t = 20)]
+    pub cable_actions_per_second: u32,
+
+    /// Channel actions a socket may burst above the sustained rate.
+    #[arg(long, env = "CHATTERLY_CABLE_ACTION_BURST", default_value_t = 40)]
+    pub cable_action_burst: u32,
+
+    /// Frames queued per socket before it counts as a slow consumer and is
+    /// disconnected.
+    #[arg(long, env = "CHATTERLY_CABLE_OUTBOX", default_value_t = 256)]
+    pub cable_outbox: usize,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -174,7 +196,10 @@ impl StorageArgs {
             }),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 if self.db_pool == 0 {
-                    return Err(invalid("--db-pool (CHATTERLY_DB_POOL)", "must be at least 1"));
+                    return Err(invalid(
+                        "--db-pool (CHATTERLY_DB_POOL)",
+                        "must be at least 1",
+                    ));
                 }
                 Ok(Database::Postgres {
                     url: url.to_owned(),
@@ -209,6 +234,17 @@ pub struct RateLimits {
     pub send_burst: u32,
 }
 
+/// Gateway limits.
+#[derive(Debug, Clone)]
+pub struct CableLimits {
+    pub max_frame_bytes: usize,
+    pub max_subscriptions: usize,
+    /// 0 when rate limits are off.
+    pub actions_per_second: u32,
+    pub action_burst: u32,
+    pub outbox_capacity: usize,
+}
+
 /// The validated configuration of `serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -223,6 +259,7 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub rate_limits: Option<RateLimits>,
     pub limits: Limits,
+    pub cable: CableLimits,
     pub argon2_memory_kib: u32,
     pub log_format: LogFormat,
 }
@@ -245,8 +282,8 @@ impl ServeArgs {
             #[command(flatten)]
             args: ServeArgs,
         }
-        let argv =
-            std::iter::once("chatterly".to_owned()).chain(flags.into_iter().map(|s| s.as_ref().to_owned()));
+        let argv = std::iter::once("chatterly".to_owned())
+            .chain(flags.into_iter().map(|s| s.as_ref().to_owned()));
         Wrapper::try_parse_from(argv).map(|w| w.args)
     }
 
@@ -262,7 +299,10 @@ impl ServeArgs {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(invalid(
                     "--jwt-secret (CHATTERLY_JWT_SECRET)",
-                    format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.len()),
+                    format!(
+                        "must be at least {MIN_SECRET_BYTES} bytes, got {}",
+                        secret.len()
+                    ),
                 ))
             }
             Some(secret) => Some(secret.as_bytes().to_vec()),
@@ -276,7 +316,10 @@ impl ServeArgs {
         };
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(invalid("--redis-url (REDIS_URL)", "must start with redis://"));
+                return Err(invalid(
+                    "--redis-url (REDIS_URL)",
+                    "must start with redis://",
+                ));
             }
         }
         let mut cors_origins = Vec::new();
@@ -323,6 +366,23 @@ impl ServeArgs {
                 })
             }
         };
+        positive(self.cable_max_frame_bytes as u64, "--cable-max-frame-bytes")?;
+        positive(
+            self.cable_max_subscriptions as u64,
+            "--cable-max-subscriptions",
+        )?;
+        positive(self.cable_outbox as u64, "--cable-outbox")?;
+        let cable = CableLimits {
+            max_frame_bytes: self.cable_max_frame_bytes,
+            max_subscriptions: self.cable_max_subscriptions,
+            actions_per_second: if rate_limits.is_some() {
+                self.cable_actions_per_second
+            } else {
+                0
+            },
+            action_burst: self.cable_action_burst.max(1),
+            outbox_capacity: self.cable_outbox,
+        };
         Ok(Config {
             listen,
             data_dir: self.storage.data_dir.clone(),
@@ -341,6 +401,7 @@ impl ServeArgs {
                 lock_after: self.lock_after,
                 lock_duration: Duration::from_secs(self.lock_seconds),
             },
+            cable,
             argon2_memory_kib: self.argon2_memory_kib,
             log_format: self.log_format,
         })
@@ -376,8 +437,13 @@ mod tests {
     fn postgres_requires_a_long_secret() {
         let err = parse(&["--database-url", "postgres://x@localhost/db"]).unwrap_err();
         assert!(err.contains("--jwt-secret"), "{err}");
-        let err = parse(&["--database-url", "postgres://x@localhost/db", "--jwt-secret", "short"])
-            .unwrap_err();
+        let err = parse(&[
+            "--database-url",
+            "postgres://x@localhost/db",
+            "--jwt-secret",
+            "short",
+        ])
+        .unwrap_err();
         assert!(err.contains("at least 32 bytes"), "{err}");
         let ok = parse(&[
             "--database-url",
@@ -391,15 +457,28 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_setting() {
-        assert!(parse(&["--listen", "nope"]).unwrap_err().contains("--listen"));
-        assert!(parse(&["--database-url", "mysql://x"]).unwrap_err().contains("--database-url"));
-        assert!(parse(&["--redis-url", "http://x"]).unwrap_err().contains("--redis-url"));
-        assert!(parse(&["--cors-origin", "localhost"]).unwrap_err().contains("--cors-origin"));
-        assert!(parse(&["--max-page", "0"]).unwrap_err().contains("--max-page"));
+        assert!(parse(&["--listen", "nope"])
+            .unwrap_err()
+            .contains("--listen"));
+        assert!(parse(&["--database-url", "mysql://x"])
+            .unwrap_err()
+            .contains("--database-url"));
+        assert!(parse(&["--redis-url", "http://x"])
+            .unwrap_err()
+            .contains("--redis-url"));
+        assert!(parse(&["--cors-origin", "localhost"])
+            .unwrap_err()
+            .contains("--cors-origin"));
+        assert!(parse(&["--max-page", "0"])
+            .unwrap_err()
+            .contains("--max-page"));
     }
 
     #[test]
     fn rate_limits_switch_off() {
-        assert!(parse(&["--rate-limits", "off"]).expect("valid").rate_limits.is_none());
+        assert!(parse(&["--rate-limits", "off"])
+            .expect("valid")
+            .rate_limits
+            .is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! for the rooms and how a message flows through them.
 
 pub mod bus;
+pub mod cable;
 pub mod config;
 pub mod domain;
 pub mod ephemeral;

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::bus::LocalBus;
+use crate::cable::hub::{CloseReason, Hub};
+use crate::cable::{Cable, CableOptions};
 use crate::config::{Config, Database, MIN_SECRET_BYTES};
 use crate::domain::auth::{Passwords, Revocations, Tokens};
 use crate::domain::{Domain, DomainParts, RateLimiter};
@@ -28,19 +30,29 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 pub async fn open_store(database: &Database, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     match database {
         Database::Sqlite { path } => {
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("cannot create the data directory {} (--data-dir)", data_dir.display()))?;
+            std::fs::create_dir_all(data_dir).with_context(|| {
+                format!(
+                    "cannot create the data directory {} (--data-dir)",
+                    data_dir.display()
+                )
+            })?;
             let store = SqliteStore::open(path)
                 .await
                 .with_context(|| format!("cannot open the database {}", path.display()))?;
-            store.migrate().await.context("cannot migrate the SQLite database")?;
+            store
+                .migrate()
+                .await
+                .context("cannot migrate the SQLite database")?;
             Ok(Arc::new(store))
         }
         Database::Postgres { url, pool } => {
             let store = PgStore::connect(url, *pool)
                 .await
                 .context("cannot connect to PostgreSQL (--database-url)")?;
-            store.migrate().await.context("cannot migrate the PostgreSQL database")?;
+            store
+                .migrate()
+                .await
+                .context("cannot migrate the PostgreSQL database")?;
             Ok(Arc::new(store))
         }
     }
@@ -57,7 +69,10 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
         Ok(secret) => {
             let secret = secret.trim();
             if secret.len() < MIN_SECRET_BYTES {
-                bail!("the secret in {} is shorter than {MIN_SECRET_BYTES} bytes", path.display());
+                bail!(
+                    "the secret in {} is shorter than {MIN_SECRET_BYTES} bytes",
+                    path.display()
+                );
             }
             Ok(secret.as_bytes().to_vec())
         }
@@ -66,7 +81,8 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
             let mut bytes = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
             let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+            write_private(&path, &secret)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(secret.into_bytes())
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -100,6 +116,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     domain: Arc<Domain>,
+    hub: Arc<Hub>,
 }
 
 impl Server {
@@ -111,8 +128,15 @@ impl Server {
         &self.domain
     }
 
-    /// Stops accepting, finishes in-flight requests, and returns.
+    /// Tells every socket to reconnect elsewhere (`disconnect`
+    /// `server_restart`), stops accepting, finishes in-flight requests, and
+    /// returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.hub.close_all(CloseReason::ServerRestart);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let _ = self.shutdown.send(true);
         self.task.await.context("server task")?.context("server")?;
         Ok(())
@@ -157,9 +181,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot load token revocations: {e}"))?;
     let passwords = Passwords::new(config.argon2_memory_kib).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hub = Arc::new(Hub::default());
     let domain = Arc::new(Domain::new(DomainParts {
         store,
-        bus: Arc::new(LocalBus::default()),
+        bus: Arc::new(LocalBus::new(hub.clone())),
         presence: Arc::new(Presence::default()),
         tokens: Tokens::new(&secret, config.token_ttl),
         passwords,
@@ -173,9 +198,24 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .map_err(|e| anyhow::anyhow!("start-up maintenance failed: {e}"))?;
     spawn_maintenance(Arc::clone(&domain));
 
+    let cable = Arc::new(Cable {
+        domain: Arc::clone(&domain),
+        hub: Arc::clone(&hub),
+        options: CableOptions {
+            allowed_origins: config.cors_origins.clone(),
+            ping_interval: Duration::from_secs(3),
+            max_frame_bytes: config.cable.max_frame_bytes,
+            max_subscriptions: config.cable.max_subscriptions,
+            actions_per_second: config.cable.actions_per_second,
+            action_burst: config.cable.action_burst,
+            outbox_capacity: config.cable.outbox_capacity,
+            max_garbage_frames: 10,
+        },
+    });
     let app = http::router(
         AppState {
             domain: Arc::clone(&domain),
+            cable,
         },
         &HttpOptions {
             cors_origins: config.cors_origins.clone(),
@@ -202,6 +242,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         shutdown,
         task,
         domain,
+        hub,
     })
 }
 

@@ -236,7 +236,10 @@ mod tests {
             .single()
             .expect("valid millis");
         assert_eq!(format_timestamp(&ts), "2026-04-03T09:20:11.734Z");
-        let whole = chrono::Utc.timestamp_millis_opt(1_775_208_011_000).single().expect("valid");
+        let whole = chrono::Utc
+            .timestamp_millis_opt(1_775_208_011_000)
+            .single()
+            .expect("valid");
         assert_eq!(format_timestamp(&whole), "2026-04-03T09:20:11.000Z");
     }
 

@@ -3,11 +3,14 @@
 
 use std::net::IpAddr;
 
-use chatterly_store::{Id, NewUser, ProfileUpdate, StoreError, User, CONFLICT_EMAIL, CONFLICT_USERNAME};
+use chatterly_store::{
+    Id, NewUser, ProfileUpdate, StoreError, User, CONFLICT_EMAIL, CONFLICT_USERNAME,
+};
 
 use super::auth::{Identity, NO_TOKEN};
 use super::validate::Errors;
 use super::{Domain, DomainError, DomainResult};
+use crate::bus::BusMessage;
 use crate::views::{UserPublic, UserWithEmail};
 
 #[derive(Debug, Default)]
@@ -50,7 +53,9 @@ fn normalize_email(email: &str) -> String {
 fn email_is_valid(email: &str) -> bool {
     match email.split_once('@') {
         Some((local, domain)) => {
-            let ok = |part: &str| !part.is_empty() && !part.contains('@') && !part.chars().any(char::is_whitespace);
+            let ok = |part: &str| {
+                !part.is_empty() && !part.contains('@') && !part.chars().any(char::is_whitespace)
+            };
             ok(local) && ok(domain)
         }
         None => false,
@@ -58,12 +63,18 @@ fn email_is_valid(email: &str) -> bool {
 }
 
 fn username_is_valid(username: &str) -> bool {
-    username.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    username
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl Domain {
     /// Registers and signs in: the new user and their first token.
-    pub async fn register(&self, client: IpAddr, form: Registration) -> DomainResult<(UserWithEmail, String)> {
+    pub async fn register(
+        &self,
+        client: IpAddr,
+        form: Registration,
+    ) -> DomainResult<(UserWithEmail, String)> {
         if let Some(rate) = &self.rate {
             rate.check_auth(client)?;
         }
@@ -92,10 +103,16 @@ impl Domain {
             errors.min_chars("Username", Some(username), USERNAME_MIN);
             errors.max_chars("Username", Some(username), USERNAME_MAX);
         }
-        errors.max_chars("Display name", form.display_name.as_deref(), DISPLAY_NAME_MAX);
+        errors.max_chars(
+            "Display name",
+            form.display_name.as_deref(),
+            DISPLAY_NAME_MAX,
+        );
         errors.into_result()?;
         let (Some(email), Some(username), Some(password)) = (email, username, form.password) else {
-            return Err(DomainError::Internal("validated registration lost a field".into()));
+            return Err(DomainError::Internal(
+                "validated registration lost a field".into(),
+            ));
         };
         // Spare the password hashing when the answer is already known.
         if self.store.user_by_email(&email).await?.is_some() {
@@ -112,8 +129,12 @@ impl Domain {
             })
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(CONFLICT_EMAIL) => DomainError::invalid("Email has already been taken"),
-                StoreError::Conflict(CONFLICT_USERNAME) => DomainError::invalid("Username has already been taken"),
+                StoreError::Conflict(CONFLICT_EMAIL) => {
+                    DomainError::invalid("Email has already been taken")
+                }
+                StoreError::Conflict(CONFLICT_USERNAME) => {
+                    DomainError::invalid("Username has already been taken")
+                }
                 other => other.into(),
             })?;
         self.known_users.insert(user.id);
@@ -123,7 +144,11 @@ impl Domain {
 
     /// Signs in: the user and a new token. Ten failures in a row lock the
     /// account for the configured time (contract 2.8).
-    pub async fn login(&self, client: IpAddr, form: Login) -> DomainResult<(UserWithEmail, String)> {
+    pub async fn login(
+        &self,
+        client: IpAddr,
+        form: Login,
+    ) -> DomainResult<(UserWithEmail, String)> {
         if let Some(rate) = &self.rate {
             rate.check_auth(client)?;
         }
@@ -134,12 +159,15 @@ impl Domain {
         let Some(mut user) = self.store.user_by_email(&email).await? else {
             // Spend the same time as a real check, so response times do not tell
             // which emails exist.
-            self.passwords.verify(password, self.passwords.decoy_hash().await?).await?;
+            self.passwords
+                .verify(password, self.passwords.decoy_hash().await?)
+                .await?;
             return Err(DomainError::Unauthenticated(INVALID_LOGIN.into()));
         };
         let now = chatterly_store::now();
         if let Some(locked_at) = user.locked_at {
-            let lock = chrono::Duration::from_std(self.limits.lock_duration).unwrap_or(chrono::Duration::MAX);
+            let lock = chrono::Duration::from_std(self.limits.lock_duration)
+                .unwrap_or(chrono::Duration::MAX);
             if now < locked_at + lock {
                 return Err(DomainError::Unauthenticated(LOCKED.into()));
             }
@@ -147,9 +175,20 @@ impl Domain {
             user.failed_attempts = 0;
             user.locked_at = None;
         }
-        if !self.passwords.verify(password, user.password_hash.clone()).await? {
-            let user = self.store.record_failed_login(user.id, self.limits.lock_after, now).await?;
-            let message = if user.locked_at.is_some() { LOCKED } else { INVALID_LOGIN };
+        if !self
+            .passwords
+            .verify(password, user.password_hash.clone())
+            .await?
+        {
+            let user = self
+                .store
+                .record_failed_login(user.id, self.limits.lock_after, now)
+                .await?;
+            let message = if user.locked_at.is_some() {
+                LOCKED
+            } else {
+                INVALID_LOGIN
+            };
             return Err(DomainError::Unauthenticated(message.into()));
         }
         if user.failed_attempts > 0 {
@@ -164,12 +203,22 @@ impl Domain {
     /// (contract 2.3).
     pub async fn logout(&self, token: Option<&str>) -> DomainResult<()> {
         let Some(token) = token else { return Ok(()) };
-        let Ok(identity) = self.tokens.verify(token) else { return Ok(()) };
-        self.revocations.revoke(&*self.store, &identity).await
+        let Ok(identity) = self.tokens.verify(token) else {
+            return Ok(());
+        };
+        self.revocations.revoke(&*self.store, &identity).await?;
+        self.bus.publish(BusMessage::TokenRevoked {
+            user_id: identity.user_id,
+            jti: identity.jti,
+        });
+        Ok(())
     }
 
     async fn user(&self, id: Id) -> DomainResult<User> {
-        self.store.user_by_id(id).await?.ok_or(DomainError::NotFound)
+        self.store
+            .user_by_id(id)
+            .await?
+            .ok_or(DomainError::NotFound)
     }
 
     pub async fn me(&self, identity: &Identity) -> DomainResult<UserWithEmail> {
@@ -183,7 +232,10 @@ impl Domain {
 
     pub async fn search_users(&self, query: Option<&str>) -> DomainResult<Vec<UserPublic>> {
         let query = query.map(str::trim).filter(|q| !q.is_empty());
-        let users = self.store.search_users(query, self.limits.user_search_limit).await?;
+        let users = self
+            .store
+            .search_users(query, self.limits.user_search_limit)
+            .await?;
         Ok(users.iter().map(|u| self.user_public(u)).collect())
     }
 
@@ -201,8 +253,16 @@ impl Domain {
             return Err(DomainError::BadRequest(None));
         }
         let mut errors = Errors::default();
-        errors.max_chars("Display name", changes.display_name.as_ref().and_then(|v| v.as_deref()), DISPLAY_NAME_MAX);
-        errors.max_chars("Avatar url", changes.avatar_url.as_ref().and_then(|v| v.as_deref()), AVATAR_URL_MAX);
+        errors.max_chars(
+            "Display name",
+            changes.display_name.as_ref().and_then(|v| v.as_deref()),
+            DISPLAY_NAME_MAX,
+        );
+        errors.max_chars(
+            "Avatar url",
+            changes.avatar_url.as_ref().and_then(|v| v.as_deref()),
+            AVATAR_URL_MAX,
+        );
         errors.into_result()?;
         let user = self
             .store

@@ -12,12 +12,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use chatterly_store::{Id, Store, Timestamp};
 use chrono::{DateTime, Utc};
 use dashmap::{DashMap, DashSet};
-use jsonwebtoken::{decode, encode, errors::ErrorKind, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{DomainError, DomainResult};
@@ -152,7 +156,10 @@ impl Passwords {
         tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash)
                 .map_err(|e| DomainError::Internal(format!("stored password hash: {e}")))?;
-            Ok(this.argon2.verify_password(password.as_bytes(), &parsed).is_ok())
+            Ok(this
+                .argon2
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok())
         })
         .await
         .map_err(|e| DomainError::Internal(format!("verifying task: {e}")))?
@@ -178,11 +185,17 @@ impl Revocations {
         for (jti, expires_at) in store.active_revocations(chatterly_store::now()).await? {
             known.insert(jti, expires_at);
         }
-        Ok(Revocations { known, shared, redis })
+        Ok(Revocations {
+            known,
+            shared,
+            redis,
+        })
     }
 
     pub async fn revoke(&self, store: &dyn Store, identity: &Identity) -> DomainResult<()> {
-        store.revoke_token(&identity.jti, identity.expires_at).await?;
+        store
+            .revoke_token(&identity.jti, identity.expires_at)
+            .await?;
         self.known.insert(identity.jti.clone(), identity.expires_at);
         if let Some(redis) = &self.redis {
             let ttl = (identity.expires_at - Utc::now()).num_seconds();
@@ -218,7 +231,9 @@ impl Revocations {
                 .await;
             match found {
                 Ok(found) => return Ok(found),
-                Err(error) => tracing::warn!(%error, "Redis denylist check failed; asking the store"),
+                Err(error) => {
+                    tracing::warn!(%error, "Redis denylist check failed; asking the store")
+                }
             }
         }
         Ok(store.is_token_revoked(jti).await?)
@@ -259,9 +274,10 @@ mod tests {
         assert_eq!(identity.user_id, 42);
         let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.validate_aud = false;
-        let claims = decode::<serde_json::Value>(&token, &DecodingKey::from_secret(SECRET), &validation)
-            .expect("decodes")
-            .claims;
+        let claims =
+            decode::<serde_json::Value>(&token, &DecodingKey::from_secret(SECRET), &validation)
+                .expect("decodes")
+                .claims;
         assert_eq!(claims["sub"], "42");
         assert_eq!(claims["scp"], "user");
         assert!(claims["aud"].is_null());
@@ -289,7 +305,8 @@ mod tests {
             exp: 2,
             jti: "x".into(),
         };
-        let expired = encode(&Header::default(), &past, &EncodingKey::from_secret(SECRET)).expect("signed");
+        let expired =
+            encode(&Header::default(), &past, &EncodingKey::from_secret(SECRET)).expect("signed");
         match tokens.verify(&expired) {
             Err(DomainError::Unauthenticated(m)) => assert_eq!(m, "Signature has expired"),
             other => panic!("unexpected {other:?}"),
@@ -302,7 +319,13 @@ mod tests {
         let passwords = Arc::new(Passwords::new(64).expect("params"));
         let hash = passwords.hash("s3cret-pass".into()).await.expect("hashed");
         assert!(hash.starts_with("$argon2id$"));
-        assert!(passwords.verify("s3cret-pass".into(), hash.clone()).await.expect("ran"));
-        assert!(!passwords.verify("wrong-pass".into(), hash).await.expect("ran"));
+        assert!(passwords
+            .verify("s3cret-pass".into(), hash.clone())
+            .await
+            .expect("ran"));
+        assert!(!passwords
+            .verify("wrong-pass".into(), hash)
+            .await
+            .expect("ran"));
     }
 }

@@ -2,13 +2,15 @@
 //! contract 4.0 (creator is admin, contract 10.1; one direct conversation per
 //! pair, 10.10).
 
-use chatterly_store::{Conversation, ConversationKind, Id, NewConversation, Role, StoreError, CONFLICT_MEMBER};
+use chatterly_store::{
+    Conversation, ConversationKind, Id, NewConversation, Role, StoreError, CONFLICT_MEMBER,
+};
 
 use super::auth::Identity;
 use super::events::Event;
 use super::validate::Errors;
 use super::{Domain, DomainError, DomainResult};
-use crate::bus::Topic;
+use crate::bus::{BusMessage, Topic};
 use crate::views::ConversationView;
 
 #[derive(Debug, Default)]
@@ -27,7 +29,11 @@ const CREATE_MEMBERS_MAX: usize = 1000;
 impl Domain {
     /// A conversation the caller belongs to, with their role: 404 when it does
     /// not exist or the caller is not a member (non-members learn nothing).
-    pub(super) async fn member_of(&self, identity: &Identity, conversation_id: Id) -> DomainResult<Role> {
+    pub(super) async fn member_of(
+        &self,
+        identity: &Identity,
+        conversation_id: Id,
+    ) -> DomainResult<Role> {
         self.store
             .membership(conversation_id, identity.user_id)
             .await?
@@ -35,16 +41,26 @@ impl Domain {
     }
 
     async fn conversation(&self, id: Id) -> DomainResult<Conversation> {
-        self.store.conversation_by_id(id).await?.ok_or(DomainError::NotFound)
+        self.store
+            .conversation_by_id(id)
+            .await?
+            .ok_or(DomainError::NotFound)
     }
 
-    pub async fn list_conversations(&self, identity: &Identity) -> DomainResult<Vec<ConversationView>> {
+    pub async fn list_conversations(
+        &self,
+        identity: &Identity,
+    ) -> DomainResult<Vec<ConversationView>> {
         let conversations = self.store.conversations_for_user(identity.user_id).await?;
         self.render_conversations(&conversations).await
     }
 
     /// 404 if it does not exist, 403 if the caller is not a member (contract 4.3).
-    pub async fn show_conversation(&self, identity: &Identity, id: Id) -> DomainResult<ConversationView> {
+    pub async fn show_conversation(
+        &self,
+        identity: &Identity,
+        id: Id,
+    ) -> DomainResult<ConversationView> {
         let conversation = self.conversation(id).await?;
         if self.store.membership(id, identity.user_id).await?.is_none() {
             return Err(DomainError::Forbidden);
@@ -75,18 +91,30 @@ impl Domain {
             errors.required("Name", request.name.as_deref());
         }
         errors.max_chars("Name", request.name.as_deref(), NAME_MAX);
-        errors.max_chars("Description", request.description.as_deref(), DESCRIPTION_MAX);
+        errors.max_chars(
+            "Description",
+            request.description.as_deref(),
+            DESCRIPTION_MAX,
+        );
         let mut member_ids = request.member_ids;
         member_ids.sort_unstable();
         member_ids.dedup();
         member_ids.retain(|&id| id != identity.user_id);
         if member_ids.len() > CREATE_MEMBERS_MAX {
-            errors.add(format!("Member ids are too many (maximum is {CREATE_MEMBERS_MAX})"));
+            errors.add(format!(
+                "Member ids are too many (maximum is {CREATE_MEMBERS_MAX})"
+            ));
         }
         errors.into_result()?;
         let kind = kind.ok_or_else(|| DomainError::Internal("validated kind lost".into()))?;
         // Unknown ids are skipped, as in the reference.
-        let member_ids: Vec<Id> = self.store.users_by_ids(&member_ids).await?.iter().map(|u| u.id).collect();
+        let member_ids: Vec<Id> = self
+            .store
+            .users_by_ids(&member_ids)
+            .await?
+            .iter()
+            .map(|u| u.id)
+            .collect();
         if kind == ConversationKind::Direct && member_ids.len() != 1 {
             return Err(DomainError::invalid(
                 "Direct conversations need exactly one other existing member",
@@ -105,7 +133,12 @@ impl Domain {
         let view = self.render_conversation(&conversation).await?;
         if created {
             for member_id in member_ids {
-                self.publish(Topic::User(member_id), Event::NewConversation { conversation: &view });
+                self.publish(
+                    Topic::User(member_id),
+                    Event::NewConversation {
+                        conversation: &view,
+                    },
+                );
             }
         }
         Ok((view, created))
@@ -121,21 +154,35 @@ impl Domain {
         if !self.store.delete_conversation(id).await? {
             return Err(DomainError::NotFound);
         }
+        self.bus.publish(BusMessage::ConversationDeleted {
+            conversation_id: id,
+        });
         Ok(())
     }
 
     /// Admin only; 404 if the caller is not a member or the user is unknown,
     /// 422 if already a member (contract 4.4).
-    pub async fn add_member(&self, identity: &Identity, conversation_id: Id, user_id: Option<Id>) -> DomainResult<()> {
+    pub async fn add_member(
+        &self,
+        identity: &Identity,
+        conversation_id: Id,
+        user_id: Option<Id>,
+    ) -> DomainResult<()> {
         let role = self.member_of(identity, conversation_id).await?;
         if role != Role::Admin {
             return Err(DomainError::Forbidden);
         }
         let user_id = user_id.ok_or(DomainError::NotFound)?;
-        let user = self.store.user_by_id(user_id).await?.ok_or(DomainError::NotFound)?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(DomainError::NotFound)?;
         let conversation = self.conversation(conversation_id).await?;
         if conversation.kind == ConversationKind::Direct {
-            return Err(DomainError::invalid("Direct conversations cannot take more members"));
+            return Err(DomainError::invalid(
+                "Direct conversations cannot take more members",
+            ));
         }
         self.store
             .add_member(conversation_id, user_id, Role::Member)
@@ -149,15 +196,28 @@ impl Domain {
         let user = self.user_public(&user);
         self.publish(
             Topic::Conversation(conversation_id),
-            Event::MemberJoined { user: &user, conversation_id },
+            Event::MemberJoined {
+                user: &user,
+                conversation_id,
+            },
         );
         Ok(())
     }
 
     /// An admin removes anyone; anyone removes themself (contract 4.4).
-    pub async fn remove_member(&self, identity: &Identity, conversation_id: Id, user_id: Id) -> DomainResult<()> {
+    pub async fn remove_member(
+        &self,
+        identity: &Identity,
+        conversation_id: Id,
+        user_id: Id,
+    ) -> DomainResult<()> {
         let role = self.member_of(identity, conversation_id).await?;
-        if self.store.membership(conversation_id, user_id).await?.is_none() {
+        if self
+            .store
+            .membership(conversation_id, user_id)
+            .await?
+            .is_none()
+        {
             return Err(DomainError::NotFound);
         }
         if user_id != identity.user_id && role != Role::Admin {
@@ -168,8 +228,15 @@ impl Domain {
         }
         self.publish(
             Topic::Conversation(conversation_id),
-            Event::MemberLeft { user_id, conversation_id },
+            Event::MemberLeft {
+                user_id,
+                conversation_id,
+            },
         );
+        self.bus.publish(BusMessage::MemberRemoved {
+            conversation_id,
+            user_id,
+        });
         Ok(())
     }
 }

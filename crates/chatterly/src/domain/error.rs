@@ -52,7 +52,9 @@ impl From<StoreError> for DomainError {
             // Each conflict the domain can cause is mapped where it happens, with the
             // right message; one that reaches here is a lost race on a row that
             // appeared meanwhile.
-            StoreError::Conflict(what) => DomainError::invalid(format!("{what} conflicts with an existing record")),
+            StoreError::Conflict(what) => {
+                DomainError::invalid(format!("{what} conflicts with an existing record"))
+            }
             StoreError::Backend(message) => DomainError::Internal(message),
         }
     }

@@ -6,20 +6,47 @@ use std::sync::Arc;
 use chatterly_store::Id;
 use serde::Serialize;
 
-use crate::bus::{Payload, Topic};
+use crate::bus::{BusMessage, Payload, Topic};
 use crate::views::{ConversationView, MessageView, ReactionView, UserPublic};
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event<'a> {
-    NewMessage { message: &'a MessageView },
-    MessageEdited { message: &'a MessageView },
-    MessageDeleted { message_id: Id, conversation_id: Id },
-    ReactionAdded { reaction: &'a ReactionView },
-    ReactionRemoved { reaction_id: Id, message_id: Id },
-    MemberJoined { user: &'a UserPublic, conversation_id: Id },
-    MemberLeft { user_id: Id, conversation_id: Id },
-    NewConversation { conversation: &'a ConversationView },
+    NewMessage {
+        message: &'a MessageView,
+    },
+    MessageEdited {
+        message: &'a MessageView,
+    },
+    MessageDeleted {
+        message_id: Id,
+        conversation_id: Id,
+    },
+    ReactionAdded {
+        reaction: &'a ReactionView,
+    },
+    ReactionRemoved {
+        reaction_id: Id,
+        message_id: Id,
+    },
+    MemberJoined {
+        user: &'a UserPublic,
+        conversation_id: Id,
+    },
+    MemberLeft {
+        user_id: Id,
+        conversation_id: Id,
+    },
+    NewConversation {
+        conversation: &'a ConversationView,
+    },
+    TypingStart {
+        user_id: Id,
+        display_name: &'a str,
+    },
+    TypingStop {
+        user_id: Id,
+    },
 }
 
 impl Event<'_> {
@@ -31,8 +58,18 @@ impl Event<'_> {
 }
 
 impl super::Domain {
+    /// Publishes an event for the subscribers of `topic`. Call only after the
+    /// write that caused it has committed.
     pub(super) fn publish(&self, topic: Topic, event: Event<'_>) {
-        self.bus.publish(topic, event.payload());
+        let seq = match &event {
+            Event::NewMessage { message } => Some(message.seq),
+            _ => None,
+        };
+        self.bus.publish(BusMessage::Event {
+            topic,
+            seq,
+            payload: event.payload(),
+        });
     }
 }
 
@@ -42,11 +79,32 @@ mod tests {
 
     #[test]
     fn payloads_carry_the_contract_type_names() {
-        let deleted = Event::MessageDeleted { message_id: 5, conversation_id: 9 }.payload();
-        assert_eq!(&*deleted, r#"{"type":"message_deleted","message_id":5,"conversation_id":9}"#);
-        let removed = Event::ReactionRemoved { reaction_id: 77, message_id: 5 }.payload();
-        assert_eq!(&*removed, r#"{"type":"reaction_removed","reaction_id":77,"message_id":5}"#);
-        let left = Event::MemberLeft { user_id: 3, conversation_id: 9 }.payload();
-        assert_eq!(&*left, r#"{"type":"member_left","user_id":3,"conversation_id":9}"#);
+        let deleted = Event::MessageDeleted {
+            message_id: 5,
+            conversation_id: 9,
+        }
+        .payload();
+        assert_eq!(
+            &*deleted,
+            r#"{"type":"message_deleted","message_id":5,"conversation_id":9}"#
+        );
+        let removed = Event::ReactionRemoved {
+            reaction_id: 77,
+            message_id: 5,
+        }
+        .payload();
+        assert_eq!(
+            &*removed,
+            r#"{"type":"reaction_removed","reaction_id":77,"message_id":5}"#
+        );
+        let left = Event::MemberLeft {
+            user_id: 3,
+            conversation_id: 9,
+        }
+        .payload();
+        assert_eq!(
+            &*left,
+            r#"{"type":"member_left","user_id":3,"conversation_id":9}"#
+        );
     }
 }

@@ -23,8 +23,9 @@ fn non_zero(n: u32) -> NonZeroU32 {
 impl RateLimiter {
     pub fn new(limits: RateLimits) -> RateLimiter {
         let auth = Quota::per_minute(non_zero(limits.auth_per_minute));
-        let sends = Quota::per_second(non_zero(limits.sends_per_second))
-            .allow_burst(non_zero(limits.sends_per_second.saturating_add(limits.send_burst)));
+        let sends = Quota::per_second(non_zero(limits.sends_per_second)).allow_burst(non_zero(
+            limits.sends_per_second.saturating_add(limits.send_burst),
+        ));
         RateLimiter {
             auth: DefaultKeyedRateLimiter::keyed(auth),
             sends: DefaultKeyedRateLimiter::keyed(sends),
@@ -32,9 +33,9 @@ impl RateLimiter {
     }
 
     pub fn check_auth(&self, client: IpAddr) -> DomainResult<()> {
-        self.auth
-            .check_key(&client)
-            .map_err(|_| DomainError::RateLimited("Too many attempts. Try again in a minute.".into()))
+        self.auth.check_key(&client).map_err(|_| {
+            DomainError::RateLimited("Too many attempts. Try again in a minute.".into())
+        })
     }
 
     pub fn check_send(&self, user_id: Id) -> DomainResult<()> {
@@ -64,7 +65,10 @@ mod tests {
         let ip: IpAddr = [127, 0, 0, 1].into();
         assert!(limiter.check_auth(ip).is_ok());
         assert!(limiter.check_auth(ip).is_ok());
-        assert!(matches!(limiter.check_auth(ip), Err(DomainError::RateLimited(_))));
+        assert!(matches!(
+            limiter.check_auth(ip),
+            Err(DomainError::RateLimited(_))
+        ));
         assert!(limiter.check_auth([127, 0, 0, 2].into()).is_ok());
         assert!(limiter.check_send(1).is_ok());
         assert!(limiter.check_send(1).is_ok());

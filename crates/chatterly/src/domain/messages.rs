@@ -2,7 +2,8 @@
 //! 4.6), with per-conversation `seq` and idempotent sends beyond the reference.
 
 use chatterly_store::{
-    HistoryPage, Id, Inserted, Message, MessageKind, NewMessage, Role, StoreError, CONFLICT_REACTION,
+    HistoryPage, Id, Inserted, Message, MessageKind, NewMessage, Role, StoreError,
+    CONFLICT_REACTION,
 };
 
 use super::auth::Identity;
@@ -69,7 +70,9 @@ impl Domain {
             .clamp(1, i64::from(self.limits.max_page)) as u32;
         let page = match (query.after_seq, query.cursor) {
             (Some(_), Some(_)) => {
-                return Err(DomainError::bad_request("cursor and after_seq cannot be combined"))
+                return Err(DomainError::bad_request(
+                    "cursor and after_seq cannot be combined",
+                ))
             }
             (Some(after_seq), None) => HistoryPage::AfterSeq { after_seq, limit },
             (None, before_id) => HistoryPage::Before { before_id, limit },
@@ -124,11 +127,17 @@ impl Domain {
             // Contract 10.11: a thread parent must be in the same conversation.
             match self.store.message_by_id(parent_id).await? {
                 Some(parent) if parent.conversation_id == conversation_id => {}
-                _ => return Err(DomainError::invalid("Parent message must be in this conversation")),
+                _ => {
+                    return Err(DomainError::invalid(
+                        "Parent message must be in this conversation",
+                    ))
+                }
             }
         }
         let (Some(content), Some(kind)) = (request.content, kind) else {
-            return Err(DomainError::Internal("validated message lost a field".into()));
+            return Err(DomainError::Internal(
+                "validated message lost a field".into(),
+            ));
         };
         let inserted = self
             .store
@@ -145,12 +154,20 @@ impl Domain {
         match inserted {
             Inserted::Created(message) => {
                 let view = self.render_message(&message).await?;
-                self.publish(Topic::Conversation(conversation_id), Event::NewMessage { message: &view });
-                Ok(Sent { message: view, created: true })
+                self.publish(
+                    Topic::Conversation(conversation_id),
+                    Event::NewMessage { message: &view },
+                );
+                Ok(Sent {
+                    message: view,
+                    created: true,
+                })
             }
             Inserted::Existing(message) => {
                 if message.conversation_id != conversation_id {
-                    return Err(DomainError::invalid("Client message id has already been used"));
+                    return Err(DomainError::invalid(
+                        "Client message id has already been used",
+                    ));
                 }
                 Ok(Sent {
                     message: self.render_message(&message).await?,
@@ -182,13 +199,21 @@ impl Domain {
             .edit_message(message_id, &content, chatterly_store::now())
             .await?;
         let view = self.render_message(&edited).await?;
-        self.publish(Topic::Conversation(conversation_id), Event::MessageEdited { message: &view });
+        self.publish(
+            Topic::Conversation(conversation_id),
+            Event::MessageEdited { message: &view },
+        );
         Ok(view)
     }
 
     /// The author, or an admin of the conversation (contract 4.5). Soft: the row
     /// stays, it is never served again.
-    pub async fn delete_message(&self, identity: &Identity, conversation_id: Id, message_id: Id) -> DomainResult<()> {
+    pub async fn delete_message(
+        &self,
+        identity: &Identity,
+        conversation_id: Id,
+        message_id: Id,
+    ) -> DomainResult<()> {
         let role = self.member_of(identity, conversation_id).await?;
         let message = self.message_in(conversation_id, message_id).await?;
         if message.user_id != identity.user_id && role != Role::Admin {
@@ -199,7 +224,10 @@ impl Domain {
             .await?;
         self.publish(
             Topic::Conversation(conversation_id),
-            Event::MessageDeleted { message_id, conversation_id },
+            Event::MessageDeleted {
+                message_id,
+                conversation_id,
+            },
         );
         Ok(())
     }
@@ -228,7 +256,9 @@ impl Domain {
             .add_reaction(&message, identity.user_id, &emoji)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(CONFLICT_REACTION) => DomainError::invalid("User already reacted with this emoji"),
+                StoreError::Conflict(CONFLICT_REACTION) => {
+                    DomainError::invalid("User already reacted with this emoji")
+                }
                 other => other.into(),
             })?;
         let view = ReactionView::from(&reaction);
@@ -241,7 +271,11 @@ impl Domain {
 
     /// The reaction's owner only.
     pub async fn remove_reaction(&self, identity: &Identity, reaction_id: Id) -> DomainResult<()> {
-        let reaction = self.store.reaction_by_id(reaction_id).await?.ok_or(DomainError::NotFound)?;
+        let reaction = self
+            .store
+            .reaction_by_id(reaction_id)
+            .await?
+            .ok_or(DomainError::NotFound)?;
         if reaction.user_id != identity.user_id {
             return Err(DomainError::Forbidden);
         }

@@ -5,6 +5,7 @@
 
 mod accounts;
 pub mod auth;
+mod channels;
 mod conversations;
 mod error;
 mod events;
@@ -94,7 +95,11 @@ impl Domain {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| DomainError::Unauthenticated(auth::NO_TOKEN.into()))?;
         let identity = self.tokens.verify(token)?;
-        if self.revocations.is_revoked(&*self.store, &identity.jti).await? {
+        if self
+            .revocations
+            .is_revoked(&*self.store, &identity.jti)
+            .await?
+        {
             return Err(DomainError::Unauthenticated("revoked token".into()));
         }
         if !self.known_users.contains(identity.user_id) {
@@ -114,7 +119,10 @@ impl Domain {
         UserPublic::new(user, self.online(user.id))
     }
 
-    async fn render_conversations(&self, conversations: &[Conversation]) -> DomainResult<Vec<ConversationView>> {
+    async fn render_conversations(
+        &self,
+        conversations: &[Conversation],
+    ) -> DomainResult<Vec<ConversationView>> {
         let ids: Vec<Id> = conversations.iter().map(|c| c.id).collect();
         let members = self.store.members_of(&ids).await?;
         let mut by_conversation: HashMap<Id, Vec<UserPublic>> = HashMap::with_capacity(ids.len());
@@ -130,11 +138,16 @@ impl Domain {
             .collect())
     }
 
-    async fn render_conversation(&self, conversation: &Conversation) -> DomainResult<ConversationView> {
-        let mut views = self.render_conversations(std::slice::from_ref(conversation)).await?;
-        views
-            .pop()
-            .ok_or_else(|| DomainError::Internal("rendering a conversation produced nothing".into()))
+    async fn render_conversation(
+        &self,
+        conversation: &Conversation,
+    ) -> DomainResult<ConversationView> {
+        let mut views = self
+            .render_conversations(std::slice::from_ref(conversation))
+            .await?;
+        views.pop().ok_or_else(|| {
+            DomainError::Internal("rendering a conversation produced nothing".into())
+        })
     }
 
     /// Renders messages with their authors and reactions in two queries,
@@ -151,7 +164,10 @@ impl Domain {
             self.store.users_by_ids(&author_ids),
             self.store.reactions_for(&message_ids)
         )?;
-        let authors: HashMap<Id, UserPublic> = authors.iter().map(|u| (u.id, self.user_public(u))).collect();
+        let authors: HashMap<Id, UserPublic> = authors
+            .iter()
+            .map(|u| (u.id, self.user_public(u)))
+            .collect();
         let mut reactions_by_message: HashMap<Id, Vec<ReactionView>> = HashMap::new();
         for reaction in &reactions {
             reactions_by_message
@@ -162,10 +178,12 @@ impl Domain {
         messages
             .iter()
             .map(|m| {
-                let author = authors
-                    .get(&m.user_id)
-                    .cloned()
-                    .ok_or_else(|| DomainError::Internal(format!("author {} of message {} is missing", m.user_id, m.id)))?;
+                let author = authors.get(&m.user_id).cloned().ok_or_else(|| {
+                    DomainError::Internal(format!(
+                        "author {} of message {} is missing",
+                        m.user_id, m.id
+                    ))
+                })?;
                 let reactions = reactions_by_message.remove(&m.id).unwrap_or_default();
                 Ok(MessageView::new(m, author, reactions, None))
             })

@@ -33,7 +33,9 @@ impl Errors {
     pub fn min_chars(&mut self, label: &str, value: Option<&str>, min: usize) {
         if let Some(v) = value {
             if v.chars().count() < min {
-                self.add(format!("{label} is too short (minimum is {min} characters)"));
+                self.add(format!(
+                    "{label} is too short (minimum is {min} characters)"
+                ));
             }
         }
     }

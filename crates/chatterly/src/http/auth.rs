@@ -106,7 +106,11 @@ pub async fn register(
         (status = 401, description = "`Invalid email or password.`, `Your account is locked.`, or no credentials"),
         (status = 429, description = "Too many attempts from this address"),
     ))]
-pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: JsonBody) -> DomainResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: JsonBody,
+) -> DomainResult<Response> {
     let Some(user) = body.wrapper("user") else {
         return Err(DomainError::Unauthenticated(NO_TOKEN.into()));
     };
@@ -123,7 +127,10 @@ pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: 
 #[utoipa::path(delete, path = "/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses((status = 200, description = "`{\"message\": \"Logged out successfully\"}`")))]
-pub async fn logout(State(state): State<AppState>, BearerToken(token): BearerToken) -> DomainResult<Response> {
+pub async fn logout(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+) -> DomainResult<Response> {
     state.domain.logout(token.as_deref()).await?;
     Ok(Json(json!({ "message": "Logged out successfully" })).into_response())
 }

@@ -45,7 +45,10 @@ pub struct AddMemberRequest {
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations",
     security(("bearer" = [])),
     responses((status = 200, body = ConversationListBody)))]
-pub async fn list(State(state): State<AppState>, Auth(identity): Auth) -> DomainResult<Json<ConversationListBody>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+) -> DomainResult<Json<ConversationListBody>> {
     Ok(Json(ConversationListBody {
         data: state.domain.list_conversations(&identity).await?,
     }))
@@ -58,9 +61,16 @@ pub async fn list(State(state): State<AppState>, Auth(identity): Auth) -> Domain
     responses((status = 200, body = ConversationBody),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such conversation")))]
-pub async fn show(State(state): State<AppState>, Auth(identity): Auth, ids: Ids) -> DomainResult<Json<ConversationBody>> {
+pub async fn show(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+    ids: Ids,
+) -> DomainResult<Json<ConversationBody>> {
     Ok(Json(ConversationBody {
-        data: state.domain.show_conversation(&identity, ids.one()?).await?,
+        data: state
+            .domain
+            .show_conversation(&identity, ids.one()?)
+            .await?,
     }))
 }
 
@@ -78,7 +88,10 @@ pub async fn create(
     Auth(identity): Auth,
     body: JsonBody,
 ) -> DomainResult<(StatusCode, Json<ConversationBody>)> {
-    let params = body.wrapped("conversation", &["name", "description", "conversation_type"])?;
+    let params = body.wrapped(
+        "conversation",
+        &["name", "description", "conversation_type"],
+    )?;
     let request = NewConversationRequest {
         conversation_type: params.string("conversation_type")?,
         name: params.string("name")?,
@@ -86,7 +99,11 @@ pub async fn create(
         member_ids: body.top_level().ids("member_ids")?,
     };
     let (data, created) = state.domain.create_conversation(&identity, request).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(ConversationBody { data })))
 }
 
@@ -97,8 +114,15 @@ pub async fn create(
     responses((status = 200, description = "`{\"message\": \"Conversation deleted\"}`"),
               (status = 403, description = "Neither creator nor admin"),
               (status = 404, description = "No such conversation")))]
-pub async fn delete(State(state): State<AppState>, Auth(identity): Auth, ids: Ids) -> DomainResult<Json<Value>> {
-    state.domain.delete_conversation(&identity, ids.one()?).await?;
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+    ids: Ids,
+) -> DomainResult<Json<Value>> {
+    state
+        .domain
+        .delete_conversation(&identity, ids.one()?)
+        .await?;
     Ok(Json(json!({ "message": "Conversation deleted" })))
 }
 
@@ -118,8 +142,14 @@ pub async fn add_member(
     body: JsonBody,
 ) -> DomainResult<(StatusCode, Json<Value>)> {
     let user_id = body.top_level().id("user_id")?;
-    state.domain.add_member(&identity, ids.one()?, user_id).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "message": "Member added" }))))
+    state
+        .domain
+        .add_member(&identity, ids.one()?, user_id)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "message": "Member added" })),
+    ))
 }
 
 /// Remove a member (admins), or leave (anyone, with their own id).
@@ -129,8 +159,15 @@ pub async fn add_member(
     responses((status = 200, description = "`{\"message\": \"Left conversation\"}`"),
               (status = 403, description = "Removing someone else without being admin"),
               (status = 404, description = "Caller or target not a member")))]
-pub async fn remove_member(State(state): State<AppState>, Auth(identity): Auth, ids: Ids) -> DomainResult<Json<Value>> {
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+    ids: Ids,
+) -> DomainResult<Json<Value>> {
     let (conversation_id, user_id) = ids.two()?;
-    state.domain.remove_member(&identity, conversation_id, user_id).await?;
+    state
+        .domain
+        .remove_member(&identity, conversation_id, user_id)
+        .await?;
     Ok(Json(json!({ "message": "Left conversation" })))
 }

@@ -10,24 +10,34 @@ use crate::domain::DomainError;
 impl IntoResponse for DomainError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            DomainError::Unauthenticated(message) => (StatusCode::UNAUTHORIZED, json!({ "error": message })),
+            DomainError::Unauthenticated(message) => {
+                (StatusCode::UNAUTHORIZED, json!({ "error": message }))
+            }
             DomainError::Forbidden => (StatusCode::FORBIDDEN, json!({ "error": "Not authorized" })),
             DomainError::NotFound => (StatusCode::NOT_FOUND, json!({ "error": "Not found" })),
-            DomainError::Invalid(errors) => (StatusCode::UNPROCESSABLE_ENTITY, json!({ "errors": errors })),
-            DomainError::Unprocessable(message) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": message }))
-            }
-            DomainError::BadRequest(None) => {
-                (StatusCode::BAD_REQUEST, json!({ "status": 400, "error": "Bad Request" }))
-            }
-            DomainError::BadRequest(Some(message)) => {
-                (StatusCode::BAD_REQUEST, json!({ "status": 400, "error": message }))
-            }
+            DomainError::Invalid(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "errors": errors }),
+            ),
+            DomainError::Unprocessable(message) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "error": message }),
+            ),
+            DomainError::BadRequest(None) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "status": 400, "error": "Bad Request" }),
+            ),
+            DomainError::BadRequest(Some(message)) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "status": 400, "error": message }),
+            ),
             DomainError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({ "status": 413, "error": "Request body is too large" }),
             ),
-            DomainError::RateLimited(message) => (StatusCode::TOO_MANY_REQUESTS, json!({ "error": message })),
+            DomainError::RateLimited(message) => {
+                (StatusCode::TOO_MANY_REQUESTS, json!({ "error": message }))
+            }
             DomainError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (

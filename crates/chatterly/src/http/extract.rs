@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::request::Parts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use chatterly_store::Id;
 use serde_json::{Map, Value};
 
@@ -37,7 +37,11 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = DomainError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, DomainError> {
-        state.domain.authenticate(bearer_token(parts)).await.map(Auth)
+        state
+            .domain
+            .authenticate(bearer_token(parts))
+            .await
+            .map(Auth)
     }
 }
 
@@ -80,7 +84,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
             .await
             .map_err(|_| DomainError::NotFound)?;
         raw.iter()
-            .map(|(_, value)| value.parse::<Id>().ok().filter(|id| *id > 0).ok_or(DomainError::NotFound))
+            .map(|(_, value)| {
+                value
+                    .parse::<Id>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or(DomainError::NotFound)
+            })
             .collect::<Result<_, _>>()
             .map(Ids)
     }
@@ -141,13 +151,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = DomainError;
 
     async fn from_request(request: Request, state: &S) -> Result<JsonBody, DomainError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                DomainError::PayloadTooLarge
-            } else {
-                DomainError::bad_request(format!("unreadable body: {rejection}"))
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    DomainError::PayloadTooLarge
+                } else {
+                    DomainError::bad_request(format!("unreadable body: {rejection}"))
+                }
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Map::new()));
         }
@@ -245,7 +257,9 @@ impl Params {
     pub fn id(&self, key: &str) -> Result<Option<Id>, DomainError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => as_id(value).map(Some).ok_or_else(|| type_error(key, "an integer")),
+            Some(value) => as_id(value)
+                .map(Some)
+                .ok_or_else(|| type_error(key, "an integer")),
         }
     }
 
@@ -276,7 +290,9 @@ mod tests {
     #[test]
     fn accepts_flat_and_wrapped_bodies() {
         let flat = body(json!({"content": "hi", "message_type": "text", "other": 1}));
-        let params = flat.wrapped("message", &["content", "message_type"]).expect("params");
+        let params = flat
+            .wrapped("message", &["content", "message_type"])
+            .expect("params");
         assert_eq!(params.string("content").expect("string"), Some("hi".into()));
         assert!(!params.has("other"));
         let wrapped = body(json!({"message": {"content": "yo"}}));
@@ -292,15 +308,20 @@ mod tests {
             Err(DomainError::BadRequest(None))
         ));
         let not_object = body(json!({"message": "text"}));
-        assert!(matches!(not_object.wrapped("message", &["content"]), Err(DomainError::BadRequest(None))));
+        assert!(matches!(
+            not_object.wrapped("message", &["content"]),
+            Err(DomainError::BadRequest(None))
+        ));
     }
 
     #[test]
     fn wrong_types_are_422_naming_the_field() {
-        let params = Params(json!({"content": 5, "parent_message_id": "x", "member_ids": [1, "2", true]})
-            .as_object()
-            .cloned()
-            .expect("object"));
+        let params = Params(
+            json!({"content": 5, "parent_message_id": "x", "member_ids": [1, "2", true]})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        );
         match params.string("content") {
             Err(DomainError::Invalid(e)) => assert_eq!(e, ["Content must be a string"]),
             other => panic!("unexpected {other:?}"),

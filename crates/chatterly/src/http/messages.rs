@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::extract::{Auth, Ids, JsonBody, QueryParams};
 use super::AppState;
-use crate::domain::{HistoryQuery, SendMessage};
 use crate::domain::DomainResult;
+use crate::domain::{HistoryQuery, SendMessage};
 use crate::views::{MessagePage, MessageView, ReactionView};
 
 #[derive(Serialize, ToSchema)]
@@ -101,7 +101,12 @@ pub async fn send(
     let conversation_id = ids.one()?;
     let params = body.wrapped(
         "message",
-        &["content", "message_type", "parent_message_id", "client_message_id"],
+        &[
+            "content",
+            "message_type",
+            "parent_message_id",
+            "client_message_id",
+        ],
     )?;
     let request = SendMessage {
         content: params.string("content")?,
@@ -109,8 +114,15 @@ pub async fn send(
         parent_message_id: params.id("parent_message_id")?,
         client_message_id: params.string("client_message_id")?,
     };
-    let sent = state.domain.send_message(&identity, conversation_id, request).await?;
-    let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };
+    let sent = state
+        .domain
+        .send_message(&identity, conversation_id, request)
+        .await?;
+    let status = if sent.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(MessageBody { data: sent.message })))
 }
 
@@ -146,9 +158,16 @@ pub async fn edit(
     responses((status = 200, description = "`{\"message\": \"Message deleted\"}`"),
               (status = 403, description = "Neither author nor admin"),
               (status = 404, description = "Not a member, or no such message in this conversation")))]
-pub async fn delete(State(state): State<AppState>, Auth(identity): Auth, ids: Ids) -> DomainResult<Json<Value>> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+    ids: Ids,
+) -> DomainResult<Json<Value>> {
     let (conversation_id, message_id) = ids.two()?;
-    state.domain.delete_message(&identity, conversation_id, message_id).await?;
+    state
+        .domain
+        .delete_message(&identity, conversation_id, message_id)
+        .await?;
     Ok(Json(json!({ "message": "Message deleted" })))
 }
 
@@ -179,7 +198,11 @@ pub async fn react(
     responses((status = 200, description = "`{\"message\": \"Reaction removed\"}`"),
               (status = 403, description = "Not the caller's reaction"),
               (status = 404, description = "No such reaction")))]
-pub async fn unreact(State(state): State<AppState>, Auth(identity): Auth, ids: Ids) -> DomainResult<Json<Value>> {
+pub async fn unreact(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+    ids: Ids,
+) -> DomainResult<Json<Value>> {
     state.domain.remove_reaction(&identity, ids.one()?).await?;
     Ok(Json(json!({ "message": "Reaction removed" })))
 }

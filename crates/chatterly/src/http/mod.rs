@@ -22,6 +22,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::cable::{self, Cable};
 use crate::domain::Domain;
 
 pub use error::route_not_found;
@@ -29,6 +30,7 @@ pub use error::route_not_found;
 #[derive(Clone)]
 pub struct AppState {
     pub domain: Arc<Domain>,
+    pub cable: Arc<Cable>,
 }
 
 #[derive(OpenApi)]
@@ -94,7 +96,11 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
     api
         // PUT is accepted wherever PATCH is (contract 4.2, 4.5).
         .route("/api/v1/users/{id}", put(users::update))
-        .route("/api/v1/conversations/{conversation_id}/messages/{id}", put(messages::edit))
+        .route(
+            "/api/v1/conversations/{conversation_id}/messages/{id}",
+            put(messages::edit),
+        )
+        .route("/cable", axum::routing::get(cable::upgrade))
         .route(
             "/api/openapi.json",
             axum::routing::get(move || {
@@ -117,7 +123,10 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
 /// Contract 1.9: the configured origins exactly, credentials allowed, the
 /// `Authorization` header exposed, preflights cached two hours.
 fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([
@@ -145,7 +154,11 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    let status = if up { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
     if wants_json {
         let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let body = json!({ "status": if up { "up" } else { "down" }, "timestamp": timestamp });
@@ -154,7 +167,9 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
         let color = if up { "green" } else { "red" };
         (
             status,
-            Html(format!("<!DOCTYPE html><html><body style=\"background-color: {color}\"></body></html>")),
+            Html(format!(
+                "<!DOCTYPE html><html><body style=\"background-color: {color}\"></body></html>"
+            )),
         )
             .into_response()
     }

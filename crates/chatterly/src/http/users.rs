@@ -15,8 +15,14 @@ use crate::views::{UserPublic, UserWithEmail};
     params(("search" = Option<String>, Query, description = "Substring of username or display name")),
     responses((status = 200, description = "Bare array, ordered by username, capped by --user-search-limit", body = [UserPublic]),
               (status = 401, description = "Not authenticated")))]
-pub async fn search(State(state): State<AppState>, _auth: Auth, query: QueryParams) -> DomainResult<Json<Vec<UserPublic>>> {
-    Ok(Json(state.domain.search_users(query.string("search")).await?))
+pub async fn search(
+    State(state): State<AppState>,
+    _auth: Auth,
+    query: QueryParams,
+) -> DomainResult<Json<Vec<UserPublic>>> {
+    Ok(Json(
+        state.domain.search_users(query.string("search")).await?,
+    ))
 }
 
 /// The caller's own profile.
@@ -24,7 +30,10 @@ pub async fn search(State(state): State<AppState>, _auth: Auth, query: QueryPara
     security(("bearer" = [])),
     responses((status = 200, description = "Bare UserWithEmail", body = UserWithEmail),
               (status = 401, description = "Not authenticated")))]
-pub async fn me(State(state): State<AppState>, Auth(identity): Auth) -> DomainResult<Json<UserWithEmail>> {
+pub async fn me(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+) -> DomainResult<Json<UserWithEmail>> {
     Ok(Json(state.domain.me(&identity).await?))
 }
 
@@ -34,7 +43,11 @@ pub async fn me(State(state): State<AppState>, Auth(identity): Auth) -> DomainRe
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, description = "Bare UserPublic", body = UserPublic),
               (status = 404, description = "No such user")))]
-pub async fn show(State(state): State<AppState>, _auth: Auth, ids: Ids) -> DomainResult<Json<UserPublic>> {
+pub async fn show(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ids: Ids,
+) -> DomainResult<Json<UserPublic>> {
     Ok(Json(state.domain.show_user(ids.one()?).await?))
 }
 
@@ -72,5 +85,7 @@ pub async fn update(
         // The domain answers 404/403 before complaining about the body.
         Err(_) => ProfileChanges::default(),
     };
-    Ok(Json(state.domain.update_profile(&identity, id, changes).await?))
+    Ok(Json(
+        state.domain.update_profile(&identity, id, changes).await?,
+    ))
 }
