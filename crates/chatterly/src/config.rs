@@ -14,13 +14,17 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Chatterly: a self-hosted real-time team chat server.",
     long_about = "Chatterly: a self-hosted real-time team chat server.\n\n\
-        With no command, runs `serve` with its defaults: an embedded SQLite database in ./data, \
-        listening on 127.0.0.1:3001. Every flag can also be set through the environment variable \
-        named in its help."
+        With no command, runs `serve` with the flags below (by default an embedded SQLite \
+        database in ./data, listening on 127.0.0.1:3001). Every flag can also be set through the \
+        environment variable named in its help.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The flags of `serve`, which runs when no command is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]

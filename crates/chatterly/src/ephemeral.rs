@@ -1,41 +1,292 @@
-//! State that never touches the database: who is online. Counted per user
-//! across devices, so a user goes offline only when the last connection goes.
-//! In memory for one instance; the gateway keeps it current.
+//! State that never touches the database: who is online.
+//!
+//! Counted per user across devices and instances, so a user goes offline only
+//! when their last connection anywhere goes (contract 7 REC). One instance
+//! keeps the counts in memory. Several instances keep them in Redis:
+//! `presence:count:<user>` (connections anywhere), `presence:instance:<id>`
+//! (this instance's share, so its connections can be subtracted if it dies),
+//! `presence:online` (the set of online users) and `presence:instances`
+//! (heartbeats). An instance whose heartbeat stops for [`INSTANCE_TTL`] is
+//! reaped by another: its users' counts drop and those left with none go
+//! offline, with the usual event.
+//!
+//! Every instance also keeps the online set in memory, updated by
+//! `PresenceChanged` bus messages, so rendering `online` costs no round trip.
+
+use std::time::Duration;
 
 use chatterly_store::Id;
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
+use redis::aio::ConnectionManager;
 
-#[derive(Default)]
+use crate::bus::{BusMessage, Deliver};
+
+/// How long an instance may miss heartbeats before it counts as dead.
+pub const INSTANCE_TTL: Duration = Duration::from_secs(30);
+/// How often an instance beats, and looks for dead ones.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+const ONLINE_SET: &str = "presence:online";
+const INSTANCES: &str = "presence:instances";
+
+fn count_key(user_id: Id) -> String {
+    format!("presence:count:{user_id}")
+}
+
+fn instance_key(instance: &str) -> String {
+    format!("presence:instance:{instance}")
+}
+
+struct Shared {
+    redis: ConnectionManager,
+    instance: String,
+}
+
 pub struct Presence {
-    connections: DashMap<Id, u32>,
+    /// This instance's live connections per user.
+    local: DashMap<Id, u32>,
+    /// Users online anywhere.
+    online: DashSet<Id>,
+    shared: Option<Shared>,
+}
+
+impl Default for Presence {
+    fn default() -> Presence {
+        Presence {
+            local: DashMap::new(),
+            online: DashSet::new(),
+            shared: None,
+        }
+    }
 }
 
 impl Presence {
+    /// Presence shared through Redis; loads who is online now.
+    pub async fn shared(redis: ConnectionManager, instance: &str) -> redis::RedisResult<Presence> {
+        let mut conn = redis.clone();
+        let online: Vec<Id> = redis::cmd("SMEMBERS")
+            .arg(ONLINE_SET)
+            .query_async(&mut conn)
+            .await?;
+        let presence = Presence {
+            local: DashMap::new(),
+            online: online.into_iter().collect(),
+            shared: Some(Shared {
+                redis,
+                instance: instance.to_owned(),
+            }),
+        };
+        presence.heartbeat().await?;
+        Ok(presence)
+    }
+
     pub fn is_online(&self, user_id: Id) -> bool {
-        self.connections.contains_key(&user_id)
+        self.online.contains(&user_id)
     }
 
-    /// Returns true when this is the user's first live connection.
-    pub fn connect(&self, user_id: Id) -> bool {
-        let mut count = self.connections.entry(user_id).or_insert(0);
-        *count += 1;
-        *count == 1
+    pub fn online_user_ids(&self) -> Vec<Id> {
+        let mut ids: Vec<Id> = self.online.iter().map(|id| *id).collect();
+        ids.sort_unstable();
+        ids
     }
 
-    /// Returns true when this was the user's last live connection.
-    pub fn disconnect(&self, user_id: Id) -> bool {
-        self.connections
+    /// Counts a new connection; true when the user just came online anywhere.
+    pub async fn connect(&self, user_id: Id) -> bool {
+        let first_here = {
+            let mut count = self.local.entry(user_id).or_insert(0);
+            *count += 1;
+            *count == 1
+        };
+        let came_online = match &self.shared {
+            None => first_here,
+            Some(shared) => {
+                let mut conn = shared.redis.clone();
+                let result: redis::RedisResult<(i64, i64)> = redis::pipe()
+                    .atomic()
+                    .cmd("HINCRBY")
+                    .arg(instance_key(&shared.instance))
+                    .arg(user_id)
+                    .arg(1)
+                    .cmd("INCR")
+                    .arg(count_key(user_id))
+                    .query_async(&mut conn)
+                    .await;
+                match result {
+                    Ok((_, anywhere)) => {
+                        if anywhere == 1 {
+                            let _: redis::RedisResult<()> = redis::cmd("SADD")
+                                .arg(ONLINE_SET)
+                                .arg(user_id)
+                                .query_async(&mut conn)
+                                .await;
+                        }
+                        anywhere == 1
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "presence update in Redis failed");
+                        first_here
+                    }
+                }
+            }
+        };
+        if came_online {
+            self.online.insert(user_id);
+        }
+        came_online
+    }
+
+    /// Counts a connection gone; true when it was the user's last anywhere.
+    pub async fn disconnect(&self, user_id: Id) -> bool {
+        let last_here = self
+            .local
             .remove_if_mut(&user_id, |_, count| {
                 *count = count.saturating_sub(1);
                 *count == 0
             })
-            .is_some()
+            .is_some();
+        let went_offline = match &self.shared {
+            None => last_here,
+            Some(shared) => {
+                let mut conn = shared.redis.clone();
+                let result: redis::RedisResult<(i64, i64)> = redis::pipe()
+                    .atomic()
+                    .cmd("HINCRBY")
+                    .arg(instance_key(&shared.instance))
+                    .arg(user_id)
+                    .arg(-1)
+                    .cmd("DECR")
+                    .arg(count_key(user_id))
+                    .query_async(&mut conn)
+                    .await;
+                match result {
+                    Ok((here, anywhere)) => {
+                        if here <= 0 {
+                            let _: redis::RedisResult<()> = redis::cmd("HDEL")
+                                .arg(instance_key(&shared.instance))
+                                .arg(user_id)
+                                .query_async(&mut conn)
+                                .await;
+                        }
+                        if anywhere <= 0 {
+                            self.forget(&mut conn, user_id).await;
+                        }
+                        anywhere <= 0
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "presence update in Redis failed");
+                        last_here
+                    }
+                }
+            }
+        };
+        if went_offline {
+            self.online.remove(&user_id);
+        }
+        went_offline
     }
 
-    pub fn online_user_ids(&self) -> Vec<Id> {
-        let mut ids: Vec<Id> = self.connections.iter().map(|e| *e.key()).collect();
-        ids.sort_unstable();
-        ids
+    async fn forget(&self, conn: &mut ConnectionManager, user_id: Id) {
+        let _: redis::RedisResult<()> = redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(count_key(user_id))
+            .ignore()
+            .cmd("SREM")
+            .arg(ONLINE_SET)
+            .arg(user_id)
+            .ignore()
+            .query_async(conn)
+            .await;
+    }
+
+    /// Records that this instance is alive (shared mode only).
+    pub async fn heartbeat(&self) -> redis::RedisResult<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let mut conn = shared.redis.clone();
+        let now = chrono::Utc::now().timestamp_millis();
+        redis::cmd("ZADD")
+            .arg(INSTANCES)
+            .arg(now)
+            .arg(&shared.instance)
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Subtracts the connections of instances whose heartbeat stopped; returns
+    /// the users that have no connection left anywhere (now offline).
+    pub async fn reap_dead_instances(&self) -> redis::RedisResult<Vec<Id>> {
+        let Some(shared) = &self.shared else {
+            return Ok(Vec::new());
+        };
+        let mut conn = shared.redis.clone();
+        let horizon = chrono::Utc::now().timestamp_millis() - INSTANCE_TTL.as_millis() as i64;
+        let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(INSTANCES)
+            .arg("-inf")
+            .arg(horizon)
+            .query_async(&mut conn)
+            .await?;
+        let mut offline = Vec::new();
+        for instance in dead {
+            // Only one live instance reaps a dead one.
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(format!("presence:reap:{instance}"))
+                .arg(&shared.instance)
+                .arg("NX")
+                .arg("EX")
+                .arg(120)
+                .query_async(&mut conn)
+                .await?;
+            if claimed.is_none() {
+                continue;
+            }
+            let counts: Vec<(Id, i64)> = redis::cmd("HGETALL")
+                .arg(instance_key(&instance))
+                .query_async(&mut conn)
+                .await?;
+            for (user_id, count) in counts {
+                let left: i64 = redis::cmd("DECRBY")
+                    .arg(count_key(user_id))
+                    .arg(count)
+                    .query_async(&mut conn)
+                    .await?;
+                if left <= 0 {
+                    self.forget(&mut conn, user_id).await;
+                    self.online.remove(&user_id);
+                    offline.push(user_id);
+                }
+            }
+            let _: () = redis::pipe()
+                .cmd("DEL")
+                .arg(instance_key(&instance))
+                .ignore()
+                .cmd("ZREM")
+                .arg(INSTANCES)
+                .arg(&instance)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+            tracing::info!(
+                instance,
+                went_offline = offline.len(),
+                "reaped a dead instance's presence"
+            );
+        }
+        Ok(offline)
+    }
+}
+
+impl Deliver for Presence {
+    fn deliver(&self, message: &BusMessage) {
+        if let BusMessage::PresenceChanged { user_id, online } = message {
+            if *online {
+                self.online.insert(*user_id);
+            } else {
+                self.online.remove(user_id);
+            }
+        }
     }
 }
 
@@ -43,15 +294,30 @@ impl Presence {
 mod tests {
     use super::*;
 
-    #[test]
-    fn offline_only_when_the_last_connection_goes() {
+    #[tokio::test]
+    async fn offline_only_when_the_last_connection_goes() {
         let presence = Presence::default();
-        assert!(presence.connect(7));
-        assert!(!presence.connect(7));
-        assert!(!presence.disconnect(7));
+        assert!(presence.connect(7).await);
+        assert!(!presence.connect(7).await);
+        assert!(!presence.disconnect(7).await);
         assert!(presence.is_online(7));
-        assert!(presence.disconnect(7));
+        assert!(presence.disconnect(7).await);
         assert!(!presence.is_online(7));
-        assert!(!presence.disconnect(7));
+        assert!(!presence.disconnect(7).await);
+    }
+
+    #[test]
+    fn follows_presence_changes_from_other_instances() {
+        let presence = Presence::default();
+        presence.deliver(&BusMessage::PresenceChanged {
+            user_id: 3,
+            online: true,
+        });
+        assert_eq!(presence.online_user_ids(), vec![3]);
+        presence.deliver(&BusMessage::PresenceChanged {
+            user_id: 3,
+            online: false,
+        });
+        assert!(!presence.is_online(3));
     }
 }

@@ -21,10 +21,7 @@ fn init_logging(format: LogFormat) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => match ServeArgs::from_flags::<&str>([]) {
-            Ok(args) => serve(args).await,
-            Err(e) => e.exit(),
-        },
+        None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(storage)) => migrate(storage).await,
     };

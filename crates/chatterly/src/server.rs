@@ -14,13 +14,13 @@ use chatterly_store_sqlite::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::bus::LocalBus;
+use crate::bus::{Bus, Deliver, LocalBus, Receivers, RedisBus};
 use crate::cable::hub::{CloseReason, Hub};
 use crate::cable::{Cable, CableOptions};
 use crate::config::{Config, Database, MIN_SECRET_BYTES};
 use crate::domain::auth::{Passwords, Revocations, Tokens};
 use crate::domain::{Domain, DomainParts, RateLimiter};
-use crate::ephemeral::Presence;
+use crate::ephemeral::{Presence, HEARTBEAT_EVERY};
 use crate::http::{self, AppState, HttpOptions};
 
 /// How often periodic upkeep runs (partitions ahead, expired revocations).
@@ -101,13 +101,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
-async fn redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+async fn redis(url: &str) -> anyhow::Result<(redis::Client, redis::aio::ConnectionManager)> {
     let client = redis::Client::open(url).context("invalid --redis-url (REDIS_URL)")?;
-    let connect = redis::aio::ConnectionManager::new(client);
-    tokio::time::timeout(Duration::from_secs(5), connect)
+    let connect = redis::aio::ConnectionManager::new(client.clone());
+    let manager = tokio::time::timeout(Duration::from_secs(5), connect)
         .await
         .context("cannot reach Redis (--redis-url): timed out")?
-        .context("cannot reach Redis (--redis-url)")
+        .context("cannot reach Redis (--redis-url)")?;
+    Ok((client, manager))
 }
 
 /// A running server.
@@ -177,15 +178,32 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         None => None,
     };
     let shared = matches!(config.database, Database::Postgres { .. });
-    let revocations = Revocations::load(&*store, shared, redis)
+    // Names this process on the bus and in shared presence.
+    let instance_id = uuid::Uuid::new_v4().to_string();
+    let hub = Arc::new(Hub::default());
+    let presence = Arc::new(match &redis {
+        Some((_, manager)) => Presence::shared(manager.clone(), &instance_id)
+            .await
+            .context("cannot set up presence in Redis (--redis-url)")?,
+        None => Presence::default(),
+    });
+    let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![hub.clone(), presence.clone()]));
+    let bus: Arc<dyn Bus> = match &redis {
+        Some((client, manager)) => Arc::new(
+            RedisBus::start(client.clone(), manager.clone(), &instance_id, receivers)
+                .await
+                .context("cannot subscribe to the Redis bus (--redis-url)")?,
+        ),
+        None => Arc::new(LocalBus::new(receivers)),
+    };
+    let revocations = Revocations::load(&*store, shared, redis.as_ref().map(|(_, m)| m.clone()))
         .await
         .map_err(|e| anyhow::anyhow!("cannot load token revocations: {e}"))?;
     let passwords = Passwords::new(config.argon2_memory_kib).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let hub = Arc::new(Hub::default());
     let domain = Arc::new(Domain::new(DomainParts {
         store,
-        bus: Arc::new(LocalBus::new(hub.clone())),
-        presence: Arc::new(Presence::default()),
+        bus,
+        presence,
         tokens: Tokens::new(&secret, config.token_ttl),
         passwords,
         revocations,
@@ -197,6 +215,9 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .map_err(|e| anyhow::anyhow!("start-up maintenance failed: {e}"))?;
     spawn_maintenance(Arc::clone(&domain));
+    if redis.is_some() {
+        spawn_presence_upkeep(Arc::clone(&domain));
+    }
 
     let cable = Arc::new(Cable {
         domain: Arc::clone(&domain),
@@ -255,6 +276,16 @@ fn spawn_maintenance(domain: Arc<Domain>) {
             if let Err(error) = domain.maintain().await {
                 tracing::warn!(%error, "maintenance failed; will retry");
             }
+        }
+    });
+}
+
+fn spawn_presence_upkeep(domain: Arc<Domain>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+        loop {
+            every.tick().await;
+            domain.presence_tick().await;
         }
     });
 }

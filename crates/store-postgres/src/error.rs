@@ -2,7 +2,6 @@
 
 use chatterly_store::StoreError;
 use sqlx::error::ErrorKind;
-use sqlx::postgres::PgDatabaseError;
 
 /// Any database failure not handled more specifically.
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
@@ -15,8 +14,6 @@ pub(crate) enum Violation<'a> {
     Unique(Option<&'a str>),
     /// A foreign key: the row the write points at does not exist.
     ForeignKey,
-    /// A NOT NULL column, by name.
-    NotNull(Option<&'a str>),
 }
 
 pub(crate) fn violation(e: &sqlx::Error) -> Option<Violation<'_>> {
@@ -26,9 +23,6 @@ pub(crate) fn violation(e: &sqlx::Error) -> Option<Violation<'_>> {
     match db.kind() {
         ErrorKind::UniqueViolation => Some(Violation::Unique(db.constraint())),
         ErrorKind::ForeignKeyViolation => Some(Violation::ForeignKey),
-        ErrorKind::NotNullViolation => {
-            Some(Violation::NotNull(db.try_downcast_ref::<PgDatabaseError>().and_then(|pg| pg.column())))
-        }
         _ => None,
     }
 }

@@ -6,29 +6,36 @@
 //! is plain tables. Each trait method is one statement where that is enough
 //! (a single statement is its own transaction), or one explicit transaction.
 //!
-//! Sending a message is the hot path and is a single statement: it claims the
-//! sender's `client_message_id` (if any), bumps the conversation's `last_seq`
-//! under its row lock (serialising the senders of one conversation so `seq` is
-//! gap-free) and inserts the row, committing server-side with no extra round
+//! Sending a message is the hot path and is a single statement: it bumps the
+//! conversation's `last_seq` under its row lock (serialising the senders of one
+//! conversation so `seq` is gap-free), inserts the row and claims the sender's
+//! `client_message_id` (if any), committing server-side with no extra round
 //! trip while the conversation row is locked.
 
 mod error;
 mod partitions;
 mod rows;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chatterly_store::{
-    millis, now, Conversation, ConversationKind, HistoryPage, Id, Inserted, Member, Message, NewConversation,
-    NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError, StoreResult, Timestamp, User,
-    CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
+    millis, now, Conversation, ConversationKind, HistoryPage, Id, Inserted, Member, Message,
+    NewConversation, NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError,
+    StoreResult, Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION,
+    CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Connection;
 
 use crate::error::{backend, fk_not_found, violation, Violation};
 use crate::rows::{
-    conversation_columns, convert_all, message_columns, reaction_columns, user_columns, ConversationRow,
-    MemberRow, MessageRow, ReactionRow, UserRow,
+    conversation_columns, convert_all, message_columns, reaction_columns, user_columns,
+    ConversationRow, MemberRow, MessageRow, ReactionRow, UserRow,
 };
+
+/// A pooled connection idle for this long is pinged before it is used again.
+const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL store. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
@@ -42,6 +49,19 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
+            // sqlx's default pings every connection it hands out: a round
+            // trip before every query. It already pings each connection it
+            // takes back, so only one that sat idle (through a server restart,
+            // say) needs checking before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await
             .map_err(backend)?;
@@ -96,7 +116,11 @@ impl PgStore {
 
     /// The message an earlier send with this `(user_id, client_message_id)`
     /// created, if it still exists.
-    async fn message_by_client_id(&self, user_id: Id, client_message_id: &str) -> StoreResult<Option<Message>> {
+    async fn message_by_client_id(
+        &self,
+        user_id: Id,
+        client_message_id: &str,
+    ) -> StoreResult<Option<Message>> {
         let row: Option<MessageRow> = sqlx::query_as(concat!(
             "SELECT ",
             message_columns!(),
@@ -114,79 +138,49 @@ impl PgStore {
         row.map(Message::try_from).transpose()
     }
 
-    /// A send with a `client_message_id`. One statement, in this order:
+    /// Sends a message in one statement (so one transaction, committed by
+    /// the server without another round trip while the conversation row is
+    /// locked):
     ///
-    /// 1. claim `(user_id, client_message_id)`. A concurrent send of the same
-    ///    id waits on the primary key until the first commits, then sees the
-    ///    conflict, and the rest of its statement does nothing (no seq used);
-    /// 2. bump the conversation's `last_seq` (row lock), only if the claim
-    ///    succeeded. The claim comes first so a duplicate never waits while
-    ///    holding the conversation lock;
-    /// 3. insert the message with the claimed id. If the conversation is gone,
-    ///    step 2 returned nothing, `seq` is NULL and the NOT NULL constraint
-    ///    aborts the whole statement, claim included: mapped to `NotFound`.
-    async fn insert_with_client_id(&self, new: &NewMessage, client_id: &str, now: Timestamp) -> StoreResult<Inserted> {
-        let inserted: Result<Option<MessageRow>, sqlx::Error> = sqlx::query_as(concat!(
-            "WITH claim AS (
-                 INSERT INTO message_client_ids (user_id, client_message_id, message_id, message_created_at)
-                 VALUES ($2, $7, nextval('messages_id_seq'), $8)
-                 ON CONFLICT (user_id, client_message_id) DO NOTHING
-                 RETURNING message_id
-             ), conv AS (
-                 UPDATE conversations
-                 SET last_seq = last_seq + 1, last_activity_at = $8, updated_at = $8
-                 WHERE id = $1 AND EXISTS (SELECT 1 FROM claim)
-                 RETURNING last_seq
-             )
-             INSERT INTO messages (id, conversation_id, user_id, seq, content, kind, parent_message_id,
-                                   call_session_id, client_message_id, created_at, updated_at)
-             SELECT claim.message_id, $1, $2, (SELECT last_seq FROM conv), $3, $4, $5, $6, $7, $8, $8
-             FROM claim
-             RETURNING ",
-            message_columns!()
-        ))
-        .bind(new.conversation_id)
-        .bind(new.user_id)
-        .bind(&new.content)
-        .bind(new.kind.as_i16())
-        .bind(new.parent_message_id)
-        .bind(new.call_session_id)
-        .bind(client_id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await;
-
-        match inserted {
-            Ok(Some(row)) => Ok(Inserted::Created(row.try_into()?)),
-            // The id was already claimed: return what that send created. If
-            // it is gone, its conversation was deleted since.
-            Ok(None) => match self.message_by_client_id(new.user_id, client_id).await? {
-                Some(message) => Ok(Inserted::Existing(message)),
-                None => Err(StoreError::NotFound),
-            },
-            Err(e) => match violation(&e) {
-                Some(Violation::NotNull(Some("seq"))) => Err(StoreError::NotFound),
-                _ => Err(backend(e)),
-            },
-        }
-    }
-
-    /// A send without a `client_message_id`: bump `last_seq` and insert, in
-    /// one statement. No conversation row, no message.
-    async fn insert_without_client_id(&self, new: &NewMessage, now: Timestamp) -> StoreResult<Inserted> {
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
+    /// 1. bump the conversation's `last_seq` and `last_activity_at`. The row
+    ///    lock serialises the senders of one conversation, so `seq` is
+    ///    gap-free, and the message id, drawn after it, increases with `seq`.
+    ///    No conversation row (or no such sender: `messages` has no foreign
+    ///    keys, see the migration), no message;
+    /// 2. insert the message;
+    /// 3. claim `(user_id, client_message_id)` if given. A duplicate (also a
+    ///    concurrent one, which waits on the key until the first commits)
+    ///    violates the key and aborts the whole statement, `last_seq` bump
+    ///    included, so a duplicate never leaves a gap; the caller then returns
+    ///    the original.
+    async fn try_insert(
+        &self,
+        new: &NewMessage,
+        now: Timestamp,
+    ) -> Result<Option<MessageRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
             "WITH conv AS (
                  UPDATE conversations
-                 SET last_seq = last_seq + 1, last_activity_at = $7, updated_at = $7
-                 WHERE id = $1
+                 SET last_seq = last_seq + 1, last_activity_at = $8, updated_at = $8
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM users WHERE id = $2)
                  RETURNING id, last_seq
+             ), inserted AS (
+                 INSERT INTO messages (conversation_id, user_id, seq, content, kind, parent_message_id,
+                                       call_session_id, client_message_id, created_at, updated_at)
+                 SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8
+                 FROM conv
+                 RETURNING ",
+            message_columns!(),
+            "
+             ), claim AS (
+                 INSERT INTO message_client_ids (user_id, client_message_id, message_id, message_created_at)
+                 SELECT user_id, client_message_id, id, created_at
+                 FROM inserted
+                 WHERE client_message_id IS NOT NULL
              )
-             INSERT INTO messages (conversation_id, user_id, seq, content, kind, parent_message_id,
-                                   call_session_id, created_at, updated_at)
-             SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $7
-             FROM conv
-             RETURNING ",
-            message_columns!()
+             SELECT ",
+            message_columns!(),
+            " FROM inserted"
         ))
         .bind(new.conversation_id)
         .bind(new.user_id)
@@ -194,14 +188,10 @@ impl PgStore {
         .bind(new.kind.as_i16())
         .bind(new.parent_message_id)
         .bind(new.call_session_id)
+        .bind(&new.client_message_id)
         .bind(now)
         .fetch_optional(&self.pool)
         .await
-        .map_err(backend)?;
-        match row {
-            Some(row) => Ok(Inserted::Created(row.try_into()?)),
-            None => Err(StoreError::NotFound),
-        }
     }
 }
 
@@ -212,7 +202,10 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -244,29 +237,40 @@ impl Store for PgStore {
         match result {
             Ok(row) => Ok(row.into()),
             Err(e) => Err(match violation(&e) {
-                Some(Violation::Unique(Some("users_email_key"))) => StoreError::Conflict(CONFLICT_EMAIL),
-                Some(Violation::Unique(Some("users_username_key"))) => StoreError::Conflict(CONFLICT_USERNAME),
+                Some(Violation::Unique(Some("users_email_key"))) => {
+                    StoreError::Conflict(CONFLICT_EMAIL)
+                }
+                Some(Violation::Unique(Some("users_username_key"))) => {
+                    StoreError::Conflict(CONFLICT_USERNAME)
+                }
                 _ => backend(e),
             }),
         }
     }
 
     async fn user_by_id(&self, id: Id) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(row.map(User::from))
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"))
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(row.map(User::from))
     }
 
@@ -274,37 +278,48 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<UserRow> =
-            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ANY($1) ORDER BY id"))
-                .bind(ids)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ANY($1) ORDER BY id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(rows_to_users(rows))
     }
 
     async fn search_users(&self, query: Option<&str>, max: u32) -> StoreResult<Vec<User>> {
         let rows: Vec<UserRow> = match query {
-            None => sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users ORDER BY username LIMIT $1"))
+            None => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users ORDER BY username LIMIT $1"
+                ))
                 .bind(limit(max))
                 .fetch_all(&self.pool)
-                .await,
+                .await
+            }
             // `%` and `_` in the query stay wildcards (as in the reference);
             // ESCAPE '' makes a backslash an ordinary character, as in SQLite,
             // instead of an error when it ends the pattern.
-            Some(q) => sqlx::query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users
+            Some(q) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users
                   WHERE username ILIKE ('%' || $1 || '%') ESCAPE ''
                      OR display_name ILIKE ('%' || $1 || '%') ESCAPE ''
                   ORDER BY username
                   LIMIT $2"
-            ))
-            .bind(q)
-            .bind(limit(max))
-            .fetch_all(&self.pool)
-            .await,
+                ))
+                .bind(q)
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await
+            }
         }
         .map_err(backend)?;
         Ok(rows_to_users(rows))
@@ -332,7 +347,12 @@ impl Store for PgStore {
         row.map(User::from).ok_or(StoreError::NotFound)
     }
 
-    async fn record_failed_login(&self, id: Id, lock_after: i32, now: Timestamp) -> StoreResult<User> {
+    async fn record_failed_login(
+        &self,
+        id: Id,
+        lock_after: i32,
+        now: Timestamp,
+    ) -> StoreResult<User> {
         // On the right-hand side of SET, columns hold their old values.
         let row: Option<UserRow> = sqlx::query_as(concat!(
             "UPDATE users
@@ -353,27 +373,28 @@ impl Store for PgStore {
     }
 
     async fn reset_failed_logins(&self, id: Id) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET failed_attempts = 0, locked_at = NULL WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        // Writes only when there is something to clear: the common case (a
+        // clean record) costs no new row version. A missing user is not an
+        // error, as in the SQLite store.
+        sqlx::query(
+            "UPDATE users SET failed_attempts = 0, locked_at = NULL
+             WHERE id = $1 AND (failed_attempts <> 0 OR locked_at IS NOT NULL)",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
+        // A missing user is not an error, as in the SQLite store.
+        sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
             .bind(id)
             .bind(millis(now))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
         Ok(())
     }
 
@@ -398,13 +419,17 @@ impl Store for PgStore {
     }
 
     async fn active_revocations(&self, now: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
-        let rows: Vec<(String, Timestamp)> =
-            sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY expires_at, jti")
-                .bind(millis(now))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(rows.into_iter().map(|(jti, at)| (jti, millis(at))).collect())
+        let rows: Vec<(String, Timestamp)> = sqlx::query_as(
+            "SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY jti",
+        )
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(jti, at)| (jti, millis(at)))
+            .collect())
     }
 
     // ---- conversations and members --------------------------------------------
@@ -420,13 +445,17 @@ impl Store for PgStore {
             }
             _ => None,
         };
+        // The creator as admin, then each other member once (a repeat, or the
+        // creator again, is skipped, as in the SQLite store).
         let mut user_ids = Vec::with_capacity(new.member_ids.len() + 1);
         let mut roles = Vec::with_capacity(new.member_ids.len() + 1);
         user_ids.push(new.created_by_id);
         roles.push(Role::Admin.as_i16());
         for &id in &new.member_ids {
-            user_ids.push(id);
-            roles.push(Role::Member.as_i16());
+            if !user_ids.contains(&id) {
+                user_ids.push(id);
+                roles.push(Role::Member.as_i16());
+            }
         }
 
         // A deleted-in-between direct conversation makes the lookup below
@@ -463,17 +492,15 @@ impl Store for PgStore {
             .bind(&roles)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| match violation(&e) {
-                Some(Violation::ForeignKey) => StoreError::NotFound,
-                Some(Violation::Unique(Some("conversation_members_pkey"))) => StoreError::Conflict(CONFLICT_MEMBER),
-                _ => backend(e),
-            })?;
+            .map_err(fk_not_found)?;
 
             if let Some(row) = created {
                 return Ok((row.try_into()?, true));
             }
             let Some(key) = key.as_deref() else {
-                return Err(StoreError::Backend("conversation insert returned no row".into()));
+                return Err(StoreError::Backend(
+                    "conversation insert returned no row".into(),
+                ));
             };
             // The pair already has its conversation (a concurrent create waits
             // on the unique key until the winner commits, so it is visible now).
@@ -481,16 +508,21 @@ impl Store for PgStore {
                 return Ok((existing, false));
             }
         }
-        Err(StoreError::Backend("direct conversation kept disappearing while being created".into()))
+        Err(StoreError::Backend(
+            "direct conversation kept disappearing while being created".into(),
+        ))
     }
 
     async fn conversation_by_id(&self, id: Id) -> StoreResult<Option<Conversation>> {
-        let row: Option<ConversationRow> =
-            sqlx::query_as(concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
+        let row: Option<ConversationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.map(Conversation::try_from).transpose()
     }
 
@@ -513,11 +545,12 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The row lock makes concurrent sends wait (and then find no
         // conversation), so no message can slip in behind the deletes below.
-        let locked: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
         if locked.is_none() {
             return Ok(false);
         }
@@ -534,22 +567,30 @@ impl Store for PgStore {
             "DELETE FROM conversations WHERE id = $1",
         ];
         for sql in statements {
-            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(backend)?;
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
 
     async fn membership(&self, conversation_id: Id, user_id: Id) -> StoreResult<Option<Role>> {
-        let role: Option<i16> =
-            sqlx::query_scalar("SELECT role FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
-                .bind(conversation_id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        role.map(|r| Role::from_i16(r).ok_or_else(|| StoreError::Backend(format!("unknown role {r} in the database"))))
-            .transpose()
+        let role: Option<i16> = sqlx::query_scalar(
+            "SELECT role FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        role.map(|r| {
+            Role::from_i16(r)
+                .ok_or_else(|| StoreError::Backend(format!("unknown role {r} in the database")))
+        })
+        .transpose()
     }
 
     async fn members_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<Member>> {
@@ -591,32 +632,53 @@ impl Store for PgStore {
     }
 
     async fn remove_member(&self, conversation_id: Id, user_id: Id) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conversation_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let done = sqlx::query(
+            "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
     // ---- messages --------------------------------------------------------------
 
     async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted> {
-        let now = now();
-        match new.client_message_id.as_deref() {
-            Some(client_id) => self.insert_with_client_id(&new, client_id, now).await,
-            None => self.insert_without_client_id(&new, now).await,
+        match self.try_insert(&new, now()).await {
+            Ok(Some(row)) => return Ok(Inserted::Created(row.try_into()?)),
+            // No such conversation or sender. A repeated client id still
+            // answers with its original (below), whatever the target.
+            Ok(None) => {}
+            // The sender already used this client id; that send committed.
+            Err(e)
+                if matches!(
+                    violation(&e),
+                    Some(Violation::Unique(Some("message_client_ids_pkey")))
+                ) => {}
+            Err(e) => return Err(backend(e)),
         }
+        if let Some(client_id) = new.client_message_id.as_deref() {
+            if let Some(original) = self.message_by_client_id(new.user_id, client_id).await? {
+                return Ok(Inserted::Existing(original));
+            }
+        }
+        // Nothing to insert into, or the original went with its (deleted)
+        // conversation.
+        Err(StoreError::NotFound)
     }
 
     async fn message_by_id(&self, id: Id) -> StoreResult<Option<Message>> {
-        let row: Option<MessageRow> =
-            sqlx::query_as(concat!("SELECT ", message_columns!(), " FROM messages WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.map(Message::try_from).transpose()
     }
 
@@ -625,7 +687,10 @@ impl Store for PgStore {
             // Newest first through the (conversation_id, id) index, then
             // reversed. No cursor is `id < i64::MAX` so the bound stays an
             // index condition in a generic plan.
-            HistoryPage::Before { before_id, limit: n } => {
+            HistoryPage::Before {
+                before_id,
+                limit: n,
+            } => {
                 let mut rows: Vec<MessageRow> = sqlx::query_as(concat!(
                     "SELECT ",
                     message_columns!(),
@@ -643,7 +708,10 @@ impl Store for PgStore {
                 rows.reverse();
                 rows
             }
-            HistoryPage::AfterSeq { after_seq, limit: n } => sqlx::query_as(concat!(
+            HistoryPage::AfterSeq {
+                after_seq,
+                limit: n,
+            } => sqlx::query_as(concat!(
                 "SELECT ",
                 message_columns!(),
                 " FROM messages
@@ -713,7 +781,12 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(Reaction::from).collect())
     }
 
-    async fn add_reaction(&self, message: &Message, user_id: Id, emoji: &str) -> StoreResult<Reaction> {
+    async fn add_reaction(
+        &self,
+        message: &Message,
+        user_id: Id,
+        emoji: &str,
+    ) -> StoreResult<Reaction> {
         // The message's created_at lets the existence check prune to one
         // partition.
         let row: Option<ReactionRow> = sqlx::query_as(concat!(
@@ -738,12 +811,15 @@ impl Store for PgStore {
     }
 
     async fn reaction_by_id(&self, id: Id) -> StoreResult<Option<Reaction>> {
-        let row: Option<ReactionRow> =
-            sqlx::query_as(concat!("SELECT ", reaction_columns!(), " FROM reactions WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
+        let row: Option<ReactionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            reaction_columns!(),
+            " FROM reactions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(row.map(Reaction::from))
     }
 

@@ -38,14 +38,23 @@ pub(crate) struct Month {
 
 impl Month {
     pub(crate) fn of(ts: Timestamp) -> Month {
-        Month { year: ts.year(), month: ts.month() }
+        Month {
+            year: ts.year(),
+            month: ts.month(),
+        }
     }
 
     pub(crate) fn next(self) -> Month {
         if self.month == 12 {
-            Month { year: self.year + 1, month: 1 }
+            Month {
+                year: self.year + 1,
+                month: 1,
+            }
         } else {
-            Month { year: self.year, month: self.month + 1 }
+            Month {
+                year: self.year,
+                month: self.month + 1,
+            }
         }
     }
 
@@ -59,7 +68,9 @@ impl Month {
         NaiveDate::from_ymd_opt(self.year, self.month, 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|dt| DateTime::<Utc>::from_naive_utc_and_offset(dt, Utc))
-            .ok_or_else(|| StoreError::Backend(format!("month out of range: {}-{}", self.year, self.month)))
+            .ok_or_else(|| {
+                StoreError::Backend(format!("month out of range: {}-{}", self.year, self.month))
+            })
     }
 }
 
@@ -115,9 +126,8 @@ pub(crate) async fn ensure_month(pool: &PgPool, month: Month) -> StoreResult<()>
         return Ok(());
     }
 
-    // A leftover table of that name that is not attached (should not happen;
-    // every step below is in this transaction) would make CREATE fail loudly,
-    // which is what we want.
+    // Every step below is in this transaction, so a failure leaves no
+    // half-made table behind for the next attempt to trip over.
     sqlx::query(&format!(
         "CREATE TABLE {name} (LIKE messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
     ))
@@ -177,7 +187,9 @@ mod tests {
     use super::*;
 
     fn ts(s: &str) -> Timestamp {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
@@ -186,11 +198,17 @@ mod tests {
         assert_eq!(m.table_name(), "messages_2025_12");
         assert_eq!(m.next().table_name(), "messages_2026_01");
         assert_eq!(m.next().start().ok(), Some(ts("2026-01-01T00:00:00Z")));
-        assert_eq!(Month::of(ts("2026-02-01T00:00:00Z")).table_name(), "messages_2026_02");
+        assert_eq!(
+            Month::of(ts("2026-02-01T00:00:00Z")).table_name(),
+            "messages_2026_02"
+        );
     }
 
     #[test]
     fn bounds_are_utc_literals() {
-        assert_eq!(literal(ts("2026-03-01T00:00:00Z")), "'2026-03-01 00:00:00+00'");
+        assert_eq!(
+            literal(ts("2026-03-01T00:00:00Z")),
+            "'2026-03-01 00:00:00+00'"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! milliseconds).
 
 use chatterly_store::{
-    millis, Conversation, ConversationKind, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult,
-    Timestamp, User,
+    millis, Conversation, ConversationKind, Member, Message, MessageKind, Reaction, Role,
+    StoreError, StoreResult, Timestamp, User,
 };
 
 /// The column lists the row structs read, so every query returns the same
@@ -94,7 +94,8 @@ impl TryFrom<ConversationRow> for Conversation {
     fn try_from(r: ConversationRow) -> StoreResult<Conversation> {
         Ok(Conversation {
             id: r.id,
-            kind: ConversationKind::from_i16(r.kind).ok_or_else(|| bad("conversation kind", r.kind))?,
+            kind: ConversationKind::from_i16(r.kind)
+                .ok_or_else(|| bad("conversation kind", r.kind))?,
             name: r.name,
             description: r.description,
             created_by_id: r.created_by_id,
@@ -173,7 +174,13 @@ pub(crate) struct ReactionRow {
 
 impl From<ReactionRow> for Reaction {
     fn from(r: ReactionRow) -> Reaction {
-        Reaction { id: r.id, message_id: r.message_id, user_id: r.user_id, emoji: r.emoji, created_at: ms(r.created_at) }
+        Reaction {
+            id: r.id,
+            message_id: r.message_id,
+            user_id: r.user_id,
+            emoji: r.emoji,
+            created_at: ms(r.created_at),
+        }
     }
 }
 

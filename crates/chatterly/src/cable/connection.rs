@@ -22,6 +22,8 @@ use crate::domain::Domain;
 const TYPING_EXPIRES: Duration = Duration::from_secs(8);
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// How often a presence ping may write `last_seen_at`.
+const LAST_SEEN_EVERY: Duration = Duration::from_secs(300);
 /// Messages per catch-up page.
 const CATCH_UP_PAGE: u32 = 200;
 
@@ -46,6 +48,8 @@ struct Session {
     /// Token bucket for channel actions.
     allowance: f64,
     refilled: Instant,
+    /// When presence last wrote `last_seen_at` for this socket.
+    last_seen_written: Instant,
 }
 
 /// Why the loop ended.
@@ -69,6 +73,7 @@ pub async fn run(mut socket: WebSocket, cable: Arc<Cable>, identity: Identity, u
     let mut session = Session {
         allowance: f64::from(cable.options.action_burst),
         refilled: Instant::now(),
+        last_seen_written: Instant::now(),
         cable,
         connection,
         identity,
@@ -87,7 +92,7 @@ pub async fn run(mut socket: WebSocket, cable: Arc<Cable>, identity: Identity, u
         let _ = socket.send(text(bye)).await;
         let _ = socket.send(Message::Close(None)).await;
     }
-    session.finish();
+    session.finish().await;
 }
 
 impl Session {
@@ -213,7 +218,7 @@ impl Session {
                     .position(|s| *s.identifier == *identifier)
                 {
                     let subscription = self.subscriptions.swap_remove(index);
-                    self.unsubscribed(&subscription);
+                    self.unsubscribed(&subscription).await;
                 }
                 Ok(())
             }
@@ -334,7 +339,7 @@ impl Session {
         Ok(())
     }
 
-    fn unsubscribed(&mut self, subscription: &Subscription) {
+    async fn unsubscribed(&mut self, subscription: &Subscription) {
         let hub = &self.cable.hub;
         match subscription.channel {
             Channel::Conversation {
@@ -353,7 +358,7 @@ impl Session {
                     &subscription.identifier,
                     self.connection.id,
                 );
-                self.cable.domain.presence_leave(&self.user);
+                self.cable.domain.presence_leave(&self.user).await;
             }
             Channel::User => hub.unsubscribe(
                 Topic::User(self.identity.user_id),
@@ -445,7 +450,13 @@ impl Session {
                     self.typing.retain(|(id, _)| *id != conversation_id);
                 }
             }
-            (Channel::Presence, "ping") => self.domain().presence_ping(&self.user).await,
+            (Channel::Presence, "ping") => {
+                // last_seen_at is coarse (contract 10.9): one write per few minutes.
+                if self.last_seen_written.elapsed() >= LAST_SEEN_EVERY {
+                    self.last_seen_written = Instant::now();
+                    self.domain().presence_ping(&self.user).await;
+                }
+            }
             (_, action) => tracing::debug!(action, "unknown action ignored"),
         }
         Ok(())
@@ -479,9 +490,9 @@ impl Session {
     }
 
     /// Runs every subscription's unsubscribe hook and leaves the hub.
-    fn finish(&mut self) {
+    async fn finish(&mut self) {
         for subscription in std::mem::take(&mut self.subscriptions) {
-            self.unsubscribed(&subscription);
+            self.unsubscribed(&subscription).await;
         }
         self.cable.hub.disconnect(&self.connection);
     }

@@ -271,6 +271,8 @@ impl Deliver for Hub {
                     }
                 }
             }
+            // The presence view follows these; sockets learn from presence events.
+            BusMessage::PresenceChanged { .. } => {}
         }
     }
 }

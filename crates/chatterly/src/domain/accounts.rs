@@ -232,6 +232,11 @@ impl Domain {
 
     pub async fn search_users(&self, query: Option<&str>) -> DomainResult<Vec<UserPublic>> {
         let query = query.map(str::trim).filter(|q| !q.is_empty());
+        if query.is_some_and(|q| q.contains('\0')) {
+            // No stored name holds U+0000 (refused on input), and PostgreSQL
+            // cannot even compare it.
+            return Ok(Vec::new());
+        }
         let users = self
             .store
             .search_users(query, self.limits.user_search_limit)

@@ -78,22 +78,55 @@ impl Domain {
         }
     }
 
-    /// PresenceChannel subscribe: counts the connection, announces the user if
-    /// this is their first, and returns the roster for `initial_presence`.
+    /// PresenceChannel subscribe: counts the connection, announces the user,
+    /// and returns the roster for `initial_presence`.
     pub async fn presence_join(&self, user: &User) -> Vec<Id> {
-        // Every subscriber is announced, including a second device (the client
-        // tolerates repeats; the reference does the same).
-        self.presence.connect(user.id);
+        if self.presence.connect(user.id).await {
+            self.bus.publish(BusMessage::PresenceChanged {
+                user_id: user.id,
+                online: true,
+            });
+        }
+        // Every subscriber is announced, a second device too: the reference does
+        // the same and clients treat a repeat as a no-op.
+        self.publish_presence(user.id, &user.username, "online");
         self.touch_last_seen(user.id).await;
-        self.publish_presence(user, "online");
         self.presence.online_user_ids()
     }
 
     /// PresenceChannel unsubscribe or socket close: offline only when the
-    /// user's last connection goes (contract 7 REC).
-    pub fn presence_leave(&self, user: &User) {
-        if self.presence.disconnect(user.id) {
-            self.publish_presence(user, "offline");
+    /// user's last connection anywhere goes (contract 7 REC).
+    pub async fn presence_leave(&self, user: &User) {
+        if self.presence.disconnect(user.id).await {
+            self.announce_offline(user.id, &user.username);
+        }
+    }
+
+    fn announce_offline(&self, user_id: Id, username: &str) {
+        self.bus.publish(BusMessage::PresenceChanged {
+            user_id,
+            online: false,
+        });
+        self.publish_presence(user_id, username, "offline");
+    }
+
+    /// Periodic presence upkeep in scale-out mode: this instance's heartbeat,
+    /// and `offline` events for the users of instances that died.
+    pub async fn presence_tick(&self) {
+        if let Err(error) = self.presence.heartbeat().await {
+            tracing::warn!(%error, "presence heartbeat failed");
+        }
+        match self.presence.reap_dead_instances().await {
+            Ok(offline) if !offline.is_empty() => match self.store.users_by_ids(&offline).await {
+                Ok(users) => {
+                    for user in users {
+                        self.announce_offline(user.id, &user.username);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not load users gone offline"),
+            },
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "reaping dead instances failed"),
         }
     }
 
@@ -112,10 +145,10 @@ impl Domain {
         }
     }
 
-    fn publish_presence(&self, user: &User, status: &str) {
+    fn publish_presence(&self, user_id: Id, username: &str, status: &str) {
         let payload = serde_json::to_string(&PresenceStatus {
-            user_id: user.id,
-            username: &user.username,
+            user_id,
+            username,
             status,
         })
         .unwrap_or_else(|_| String::from("{}"));

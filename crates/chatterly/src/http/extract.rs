@@ -211,6 +211,19 @@ fn type_error(key: &str, expected: &str) -> DomainError {
     DomainError::invalid(format!("{} must be {expected}", humanize(key)))
 }
 
+/// PostgreSQL text cannot hold U+0000 (SQLite can): refuse it on input, so
+/// both backends give the same 422 instead of one of them a 500.
+fn storable(key: &str, s: &str) -> Result<String, DomainError> {
+    if s.contains('\0') {
+        Err(DomainError::invalid(format!(
+            "{} must not contain null characters",
+            humanize(key)
+        )))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
 /// `parent_message_id` → `Parent message id`, as Rails names attributes.
 fn humanize(key: &str) -> String {
     let text = key.replace('_', " ");
@@ -239,7 +252,7 @@ impl Params {
     pub fn string(&self, key: &str) -> Result<Option<String>, DomainError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => storable(key, s).map(Some),
             Some(_) => Err(type_error(key, "a string")),
         }
     }
@@ -249,7 +262,7 @@ impl Params {
         match self.0.get(key) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
-            Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+            Some(Value::String(s)) => storable(key, s).map(|s| Some(Some(s))),
             Some(_) => Err(type_error(key, "a string or null")),
         }
     }
@@ -331,5 +344,22 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(params.ids("member_ids").is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_422_naming_the_field() {
+        let params = Params(
+            json!({"content": "a\u{0}b", "display_name": "\u{0}"})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        );
+        match params.string("content") {
+            Err(DomainError::Invalid(e)) => {
+                assert_eq!(e, ["Content must not contain null characters"])
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(params.nullable_string("display_name").is_err());
     }
 }

@@ -126,8 +126,8 @@ pub async fn send(
     Ok((status, Json(MessageBody { data: sent.message })))
 }
 
-/// Edit one's own message.
-#[utoipa::path(patch, path = "/api/v1/conversations/{conversation_id}/messages/{id}", tag = "messages",
+/// Edit one's own message (PATCH or PUT, contract 4.5).
+#[utoipa::path(method(patch, put), path = "/api/v1/conversations/{conversation_id}/messages/{id}", tag = "messages",
     security(("bearer" = [])),
     params(("conversation_id" = i64, Path), ("id" = i64, Path)),
     request_body = EditMessageRequest,

@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::put;
 use axum::{Json, Router};
 use serde_json::json;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -93,14 +92,7 @@ pub struct HttpOptions {
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let (api, spec) = api_routes().split_for_parts();
     let spec = Arc::new(spec);
-    api
-        // PUT is accepted wherever PATCH is (contract 4.2, 4.5).
-        .route("/api/v1/users/{id}", put(users::update))
-        .route(
-            "/api/v1/conversations/{conversation_id}/messages/{id}",
-            put(messages::edit),
-        )
-        .route("/cable", axum::routing::get(cable::upgrade))
+    api.route("/cable", axum::routing::get(cable::upgrade))
         .route(
             "/api/openapi.json",
             axum::routing::get(move || {

@@ -59,8 +59,8 @@ pub struct ProfileRequest {
     avatar_url: Option<String>,
 }
 
-/// Edit one's own profile.
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+/// Edit one's own profile (PATCH or PUT, contract 4.2).
+#[utoipa::path(method(patch, put), path = "/api/v1/users/{id}", tag = "users",
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "User id (must be the caller)")),
     request_body = ProfileRequest,

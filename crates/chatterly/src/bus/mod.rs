@@ -4,10 +4,14 @@
 //! instance the bus hands messages straight to the local hub; with several,
 //! the Redis transport carries them to every instance's hub.
 
+mod redis;
+
 use std::fmt;
 use std::sync::Arc;
 
 use chatterly_store::Id;
+
+pub use self::redis::RedisBus;
 
 /// Where an event goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +76,9 @@ pub enum BusMessage {
     ConversationDeleted { conversation_id: Id },
     /// A token was revoked: sockets opened with it close.
     TokenRevoked { user_id: Id, jti: String },
+    /// A user came online (first connection anywhere) or went offline (last
+    /// one gone): every instance's presence view follows.
+    PresenceChanged { user_id: Id, online: bool },
 }
 
 /// Where a bus delivers: each instance's gateway hub.
@@ -83,7 +90,25 @@ pub trait Bus: Send + Sync + 'static {
     fn publish(&self, message: BusMessage);
 }
 
-/// The single-instance bus: hands every message to the local hub.
+/// Every local receiver of bus messages (the gateway hub, the presence view).
+#[derive(Clone, Default)]
+pub struct Receivers(Vec<Arc<dyn Deliver>>);
+
+impl Receivers {
+    pub fn new(receivers: Vec<Arc<dyn Deliver>>) -> Receivers {
+        Receivers(receivers)
+    }
+}
+
+impl Deliver for Receivers {
+    fn deliver(&self, message: &BusMessage) {
+        for receiver in &self.0 {
+            receiver.deliver(message);
+        }
+    }
+}
+
+/// The single-instance bus: hands every message to the local receivers.
 pub struct LocalBus {
     target: Arc<dyn Deliver>,
 }

@@ -1,0 +1,253 @@
+//! Migrations and the monthly partitions of `messages`.
+
+mod common;
+
+use chatterly_store::{now, HistoryPage, Store};
+use common::*;
+
+fn migration_files() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    std::fs::read_dir(dir)
+        .expect("migrations dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sql"))
+        .count() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_twice_and_concurrently_from_two_stores() {
+    let db = TestDb::new().await;
+    let a = db.connect().await;
+    let b = db.connect().await;
+
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.expect("first concurrent migrate");
+    rb.expect("second concurrent migrate");
+    a.migrate().await.expect("migrate again");
+    b.migrate().await.expect("and again");
+
+    let raw = db.raw().await;
+    let applied = count(&raw, "SELECT count(*) FROM _sqlx_migrations WHERE success").await;
+    assert_eq!(applied, migration_files());
+    let n = now();
+    let parts = partitions(&raw).await;
+    assert_eq!(
+        parts,
+        {
+            let mut expected = vec![
+                "messages_default".to_string(),
+                month_table(n),
+                next_month_table(n),
+            ];
+            expected.sort();
+            expected
+        },
+        "exactly the default, this month's and next month's partitions"
+    );
+
+    assert_eq!(a.backend(), "postgres");
+    a.ping().await.expect("ping");
+    // The schema works from either store.
+    let alice = user(&a, "alice").await;
+    assert_eq!(b.user_by_id(alice.id).await.expect("read"), Some(alice));
+}
+
+#[tokio::test]
+async fn connect_to_a_missing_database_fails() {
+    let db = TestDb::new().await;
+    let url = db.url.replace(&db.name, &format!("{}_missing", db.name));
+    assert!(chatterly_store_postgres::PgStore::connect(&url, 1)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn partition_bounds_are_whole_utc_months() {
+    let (db, store) = TestDb::migrated().await;
+    let raw = db.raw().await;
+    let alice = user(&store, "alice").await;
+    let c = group(&store, &alice, &[]).await;
+
+    store
+        .maintain(ts("2031-12-15T10:00:00Z"))
+        .await
+        .expect("maintain december");
+    let parts = partitions(&raw).await;
+    assert!(parts.contains(&"messages_2031_12".to_string()), "{parts:?}");
+    assert!(
+        parts.contains(&"messages_2032_01".to_string()),
+        "rolls over the year: {parts:?}"
+    );
+
+    // Rows at the edges land in the right month.
+    let cases = [
+        ("2031-12-01T00:00:00Z", "messages_2031_12"),
+        ("2031-12-31T23:59:59.999Z", "messages_2031_12"),
+        ("2032-01-01T00:00:00Z", "messages_2032_01"),
+        ("2032-02-01T00:00:00Z", "messages_default"),
+        ("2031-11-30T23:59:59.999Z", "messages_default"),
+    ];
+    for (i, (at, expected)) in cases.iter().enumerate() {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, user_id, seq, content, kind, created_at, updated_at)
+             VALUES ($1, $2, $3, 'edge', 0, $4, $4) RETURNING id",
+        )
+        .bind(c.id)
+        .bind(alice.id)
+        .bind(100 + i as i64)
+        .bind(ts(at))
+        .fetch_one(&raw)
+        .await
+        .expect("raw insert");
+        assert_eq!(partition_of(&raw, id).await, *expected, "row at {at}");
+    }
+
+    // Idempotent, also for months that already exist.
+    store
+        .maintain(ts("2031-12-15T10:00:00Z"))
+        .await
+        .expect("maintain again");
+    store.maintain(now()).await.expect("maintain now");
+    assert_eq!(partitions(&raw).await.len(), parts.len());
+}
+
+#[tokio::test]
+async fn a_month_without_partition_uses_the_default_and_maintain_moves_it_out() {
+    let (db, store) = TestDb::migrated().await;
+    let raw = db.raw().await;
+    let alice = user(&store, "alice").await;
+    let c = group(&store, &alice, &[]).await;
+
+    // Take away this month's partition: sends must still succeed.
+    let this_month = month_table(now());
+    sqlx::query(&format!("DROP TABLE {this_month}"))
+        .execute(&raw)
+        .await
+        .expect("drop partition");
+    let first = send(&store, &c, &alice, "into the default").await;
+    let second = send(&store, &c, &alice, "me too").await;
+    assert_eq!(partition_of(&raw, first.id).await, "messages_default");
+    assert_eq!((first.seq, second.seq), (1, 2));
+
+    // A row of a far month also lands in the default partition.
+    let other = group(&store, &alice, &[]).await;
+    let future: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, user_id, seq, content, kind, created_at, updated_at)
+         VALUES ($1, $2, 1, 'from the future', 0, $3, $3) RETURNING id",
+    )
+    .bind(other.id)
+    .bind(alice.id)
+    .bind(ts("2031-05-10T12:00:00Z"))
+    .fetch_one(&raw)
+    .await
+    .expect("raw insert");
+    assert_eq!(partition_of(&raw, future).await, "messages_default");
+
+    // migrate() recreates this month's partition, moving the rows into it.
+    store
+        .migrate()
+        .await
+        .expect("migrate with rows in the default partition");
+    assert_eq!(partition_of(&raw, first.id).await, this_month);
+    assert_eq!(partition_of(&raw, second.id).await, this_month);
+    assert_eq!(
+        store.message_by_id(first.id).await.expect("read"),
+        Some(first.clone())
+    );
+    let page = store
+        .history(
+            c.id,
+            HistoryPage::Before {
+                before_id: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("history");
+    assert_eq!(page, vec![first.clone(), second.clone()]);
+    // The future row stays where it was until its month is maintained.
+    assert_eq!(partition_of(&raw, future).await, "messages_default");
+
+    store
+        .maintain(ts("2031-05-10T00:00:00Z"))
+        .await
+        .expect("maintain with rows in the default partition");
+    assert_eq!(partition_of(&raw, future).await, "messages_2031_05");
+    let moved = store
+        .message_by_id(future)
+        .await
+        .expect("read")
+        .expect("still there");
+    assert_eq!(moved.content, "from the future");
+    assert_eq!(
+        count(&raw, "SELECT count(*) FROM messages_default").await,
+        0
+    );
+
+    // Still idempotent, and new sends go to the monthly partition.
+    store.maintain(now()).await.expect("maintain again");
+    store
+        .maintain(ts("2031-05-10T00:00:00Z"))
+        .await
+        .expect("maintain again");
+    let third = send(&store, &c, &alice, "back to normal").await;
+    assert_eq!(third.seq, 3);
+    assert_eq!(partition_of(&raw, third.id).await, this_month);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_maintain_creates_each_partition_once() {
+    let (db, store) = TestDb::migrated().await;
+    let raw = db.raw().await;
+    let at = ts("2030-07-01T00:00:00Z");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move { store.maintain(at).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.expect("task").expect("maintain");
+    }
+    let parts = partitions(&raw).await;
+    assert_eq!(
+        parts
+            .iter()
+            .filter(|p| p.as_str() == "messages_2030_07")
+            .count(),
+        1
+    );
+    assert_eq!(
+        parts
+            .iter()
+            .filter(|p| p.as_str() == "messages_2030_08")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_killed_by_the_server_are_replaced() {
+    let (db, store) = TestDb::migrated().await;
+    let alice = user(&store, "alice").await;
+    let raw = db.raw().await;
+    // Every pooled connection of the store dies while idle (as in a server
+    // restart).
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&raw)
+    .await
+    .expect("terminate");
+    assert!(!killed.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    // Checked before use, so callers never see the dead ones.
+    for _ in 0..4 {
+        store.ping().await.expect("ping on a fresh connection");
+        assert_eq!(
+            store.user_by_id(alice.id).await.expect("read"),
+            Some(alice.clone())
+        );
+    }
+}
