@@ -66,6 +66,10 @@ pub struct ServeArgs {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Prefix of every key and channel in Redis, so deployments can share one.
+    #[arg(long, env = "CHATTERLY_REDIS_PREFIX", default_value = "chatterly")]
+    pub redis_prefix: String,
+
     /// Secret for signing tokens (HS256), at least 32 bytes. Embedded mode
     /// generates one and keeps it in the data directory; PostgreSQL mode requires
     /// it, since every instance must share it.
@@ -256,6 +260,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: Database,
     pub redis_url: Option<String>,
+    pub redis_prefix: String,
     /// `None` in embedded mode without an explicit secret: generated and
     /// persisted in the data directory at start-up.
     pub jwt_secret: Option<Vec<u8>>,
@@ -326,6 +331,13 @@ impl ServeArgs {
                 ));
             }
         }
+        if self.redis_prefix.trim().is_empty() || self.redis_prefix.chars().any(char::is_whitespace)
+        {
+            return Err(invalid(
+                "--redis-prefix (CHATTERLY_REDIS_PREFIX)",
+                "must be a non-empty word",
+            ));
+        }
         let mut cors_origins = Vec::new();
         for origin in &self.cors_origins {
             let origin = origin.trim().trim_end_matches('/');
@@ -392,6 +404,7 @@ impl ServeArgs {
             data_dir: self.storage.data_dir.clone(),
             database,
             redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
             jwt_secret,
             token_ttl: Duration::from_secs(self.token_ttl),
             cors_origins,

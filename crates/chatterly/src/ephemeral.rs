@@ -3,7 +3,7 @@
 //! Counted per user across devices and instances, so a user goes offline only
 //! when their last connection anywhere goes (contract 7 REC). One instance
 //! keeps the counts in memory. Several instances keep them in Redis:
-//! `presence:count:<user>` (connections anywhere), `presence:instance:<id>`
+//! `<prefix>:presence:count:<user>` (connections anywhere), `…:presence:instance:<id>`
 //! (this instance's share, so its connections can be subtracted if it dies),
 //! `presence:online` (the set of online users) and `presence:instances`
 //! (heartbeats). An instance whose heartbeat stops for [`INSTANCE_TTL`] is
@@ -20,26 +20,32 @@ use dashmap::{DashMap, DashSet};
 use redis::aio::ConnectionManager;
 
 use crate::bus::{BusMessage, Deliver};
+use crate::redis_keys::RedisKeys;
 
 /// How long an instance may miss heartbeats before it counts as dead.
 pub const INSTANCE_TTL: Duration = Duration::from_secs(30);
 /// How often an instance beats, and looks for dead ones.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
-const ONLINE_SET: &str = "presence:online";
-const INSTANCES: &str = "presence:instances";
-
-fn count_key(user_id: Id) -> String {
-    format!("presence:count:{user_id}")
-}
-
-fn instance_key(instance: &str) -> String {
-    format!("presence:instance:{instance}")
-}
-
 struct Shared {
     redis: ConnectionManager,
     instance: String,
+    keys: RedisKeys,
+}
+
+impl Shared {
+    fn online_set(&self) -> String {
+        self.keys.key("presence:online")
+    }
+    fn instances(&self) -> String {
+        self.keys.key("presence:instances")
+    }
+    fn count_key(&self, user_id: Id) -> String {
+        self.keys.key(format!("presence:count:{user_id}"))
+    }
+    fn instance_key(&self, instance: &str) -> String {
+        self.keys.key(format!("presence:instance:{instance}"))
+    }
 }
 
 pub struct Presence {
@@ -62,19 +68,25 @@ impl Default for Presence {
 
 impl Presence {
     /// Presence shared through Redis; loads who is online now.
-    pub async fn shared(redis: ConnectionManager, instance: &str) -> redis::RedisResult<Presence> {
-        let mut conn = redis.clone();
+    pub async fn shared(
+        redis: ConnectionManager,
+        instance: &str,
+        keys: RedisKeys,
+    ) -> redis::RedisResult<Presence> {
+        let shared = Shared {
+            redis,
+            instance: instance.to_owned(),
+            keys,
+        };
+        let mut conn = shared.redis.clone();
         let online: Vec<Id> = redis::cmd("SMEMBERS")
-            .arg(ONLINE_SET)
+            .arg(shared.online_set())
             .query_async(&mut conn)
             .await?;
         let presence = Presence {
             local: DashMap::new(),
             online: online.into_iter().collect(),
-            shared: Some(Shared {
-                redis,
-                instance: instance.to_owned(),
-            }),
+            shared: Some(shared),
         };
         presence.heartbeat().await?;
         Ok(presence)
@@ -104,18 +116,18 @@ impl Presence {
                 let result: redis::RedisResult<(i64, i64)> = redis::pipe()
                     .atomic()
                     .cmd("HINCRBY")
-                    .arg(instance_key(&shared.instance))
+                    .arg(shared.instance_key(&shared.instance))
                     .arg(user_id)
                     .arg(1)
                     .cmd("INCR")
-                    .arg(count_key(user_id))
+                    .arg(shared.count_key(user_id))
                     .query_async(&mut conn)
                     .await;
                 match result {
                     Ok((_, anywhere)) => {
                         if anywhere == 1 {
                             let _: redis::RedisResult<()> = redis::cmd("SADD")
-                                .arg(ONLINE_SET)
+                                .arg(shared.online_set())
                                 .arg(user_id)
                                 .query_async(&mut conn)
                                 .await;
@@ -151,24 +163,24 @@ impl Presence {
                 let result: redis::RedisResult<(i64, i64)> = redis::pipe()
                     .atomic()
                     .cmd("HINCRBY")
-                    .arg(instance_key(&shared.instance))
+                    .arg(shared.instance_key(&shared.instance))
                     .arg(user_id)
                     .arg(-1)
                     .cmd("DECR")
-                    .arg(count_key(user_id))
+                    .arg(shared.count_key(user_id))
                     .query_async(&mut conn)
                     .await;
                 match result {
                     Ok((here, anywhere)) => {
                         if here <= 0 {
                             let _: redis::RedisResult<()> = redis::cmd("HDEL")
-                                .arg(instance_key(&shared.instance))
+                                .arg(shared.instance_key(&shared.instance))
                                 .arg(user_id)
                                 .query_async(&mut conn)
                                 .await;
                         }
                         if anywhere <= 0 {
-                            self.forget(&mut conn, user_id).await;
+                            self.forget(shared, &mut conn, user_id).await;
                         }
                         anywhere <= 0
                     }
@@ -185,14 +197,14 @@ impl Presence {
         went_offline
     }
 
-    async fn forget(&self, conn: &mut ConnectionManager, user_id: Id) {
+    async fn forget(&self, shared: &Shared, conn: &mut ConnectionManager, user_id: Id) {
         let _: redis::RedisResult<()> = redis::pipe()
             .atomic()
             .cmd("DEL")
-            .arg(count_key(user_id))
+            .arg(shared.count_key(user_id))
             .ignore()
             .cmd("SREM")
-            .arg(ONLINE_SET)
+            .arg(shared.online_set())
             .arg(user_id)
             .ignore()
             .query_async(conn)
@@ -207,7 +219,7 @@ impl Presence {
         let mut conn = shared.redis.clone();
         let now = chrono::Utc::now().timestamp_millis();
         redis::cmd("ZADD")
-            .arg(INSTANCES)
+            .arg(shared.instances())
             .arg(now)
             .arg(&shared.instance)
             .query_async(&mut conn)
@@ -223,7 +235,7 @@ impl Presence {
         let mut conn = shared.redis.clone();
         let horizon = chrono::Utc::now().timestamp_millis() - INSTANCE_TTL.as_millis() as i64;
         let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(INSTANCES)
+            .arg(shared.instances())
             .arg("-inf")
             .arg(horizon)
             .query_async(&mut conn)
@@ -232,7 +244,7 @@ impl Presence {
         for instance in dead {
             // Only one live instance reaps a dead one.
             let claimed: Option<String> = redis::cmd("SET")
-                .arg(format!("presence:reap:{instance}"))
+                .arg(shared.keys.key(format!("presence:reap:{instance}")))
                 .arg(&shared.instance)
                 .arg("NX")
                 .arg("EX")
@@ -243,27 +255,27 @@ impl Presence {
                 continue;
             }
             let counts: Vec<(Id, i64)> = redis::cmd("HGETALL")
-                .arg(instance_key(&instance))
+                .arg(shared.instance_key(&instance))
                 .query_async(&mut conn)
                 .await?;
             for (user_id, count) in counts {
                 let left: i64 = redis::cmd("DECRBY")
-                    .arg(count_key(user_id))
+                    .arg(shared.count_key(user_id))
                     .arg(count)
                     .query_async(&mut conn)
                     .await?;
                 if left <= 0 {
-                    self.forget(&mut conn, user_id).await;
+                    self.forget(shared, &mut conn, user_id).await;
                     self.online.remove(&user_id);
                     offline.push(user_id);
                 }
             }
             let _: () = redis::pipe()
                 .cmd("DEL")
-                .arg(instance_key(&instance))
+                .arg(shared.instance_key(&instance))
                 .ignore()
                 .cmd("ZREM")
-                .arg(INSTANCES)
+                .arg(shared.instances())
                 .arg(&instance)
                 .ignore()
                 .query_async(&mut conn)

@@ -7,5 +7,6 @@ pub mod config;
 pub mod domain;
 pub mod ephemeral;
 pub mod http;
+pub mod redis_keys;
 pub mod server;
 pub mod views;

@@ -22,6 +22,7 @@ use crate::domain::auth::{Passwords, Revocations, Tokens};
 use crate::domain::{Domain, DomainParts, RateLimiter};
 use crate::ephemeral::{Presence, HEARTBEAT_EVERY};
 use crate::http::{self, AppState, HttpOptions};
+use crate::redis_keys::RedisKeys;
 
 /// How often periodic upkeep runs (partitions ahead, expired revocations).
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
@@ -180,9 +181,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let shared = matches!(config.database, Database::Postgres { .. });
     // Names this process on the bus and in shared presence.
     let instance_id = uuid::Uuid::new_v4().to_string();
+    let keys = RedisKeys::new(&config.redis_prefix);
     let hub = Arc::new(Hub::default());
     let presence = Arc::new(match &redis {
-        Some((_, manager)) => Presence::shared(manager.clone(), &instance_id)
+        Some((_, manager)) => Presence::shared(manager.clone(), &instance_id, keys.clone())
             .await
             .context("cannot set up presence in Redis (--redis-url)")?,
         None => Presence::default(),
@@ -190,15 +192,25 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![hub.clone(), presence.clone()]));
     let bus: Arc<dyn Bus> = match &redis {
         Some((client, manager)) => Arc::new(
-            RedisBus::start(client.clone(), manager.clone(), &instance_id, receivers)
-                .await
-                .context("cannot subscribe to the Redis bus (--redis-url)")?,
+            RedisBus::start(
+                client.clone(),
+                manager.clone(),
+                &instance_id,
+                &keys,
+                receivers,
+            )
+            .await
+            .context("cannot subscribe to the Redis bus (--redis-url)")?,
         ),
         None => Arc::new(LocalBus::new(receivers)),
     };
-    let revocations = Revocations::load(&*store, shared, redis.as_ref().map(|(_, m)| m.clone()))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot load token revocations: {e}"))?;
+    let revocations = Revocations::load(
+        &*store,
+        shared,
+        redis.as_ref().map(|(_, m)| (m.clone(), keys.clone())),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot load token revocations: {e}"))?;
     let passwords = Passwords::new(config.argon2_memory_kib).map_err(|e| anyhow::anyhow!("{e}"))?;
     let domain = Arc::new(Domain::new(DomainParts {
         store,

@@ -55,7 +55,6 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: i64,
-    pub username: String,
     pub auth: HeaderValue,
 }
 
@@ -128,7 +127,9 @@ impl Api {
     }
 
     pub fn get(&self, url: &str, session: &Session) -> RequestBuilder {
-        self.client.get(url).header(AUTHORIZATION, session.auth.clone())
+        self.client
+            .get(url)
+            .header(AUTHORIZATION, session.auth.clone())
     }
 
     pub fn post_json(&self, url: &str, session: &Session, body: &Value) -> RequestBuilder {
@@ -208,19 +209,25 @@ impl Api {
         }
         let auth = auth
             .filter(|v| v.to_str().is_ok_and(|s| s.starts_with("Bearer ")))
-            .ok_or_else(|| anyhow!("POST /auth/register: no `Authorization: Bearer` header in the response"))?;
+            .ok_or_else(|| {
+                anyhow!("POST /auth/register: no `Authorization: Bearer` header in the response")
+            })?;
         let registered: Registered = serde_json::from_str(&text)
             .with_context(|| format!("POST /auth/register: unexpected body {}", snippet(&text)))?;
         Ok(Session {
             id: registered.user.id,
-            username: username.to_owned(),
             auth,
         })
     }
 
     /// `POST /api/v1/conversations` with type `group` (contract 4.3); returns
     /// `data.id`.
-    pub async fn create_group(&self, owner: &Session, name: &str, member_ids: &[i64]) -> Result<i64> {
+    pub async fn create_group(
+        &self,
+        owner: &Session,
+        name: &str,
+        member_ids: &[i64],
+    ) -> Result<i64> {
         let body = json!({ "name": name, "conversation_type": "group", "member_ids": member_ids });
         let response = self
             .post_json(&self.endpoint("/api/v1/conversations"), owner, &body)
@@ -232,7 +239,12 @@ impl Api {
     }
 
     /// `POST .../messages` for seeding (not measured).
-    pub async fn send_message(&self, session: &Session, conversation_id: i64, content: &str) -> Result<i64> {
+    pub async fn send_message(
+        &self,
+        session: &Session,
+        conversation_id: i64,
+        content: &str,
+    ) -> Result<i64> {
         let path = format!("/api/v1/conversations/{conversation_id}/messages");
         let body = json!({ "content": content });
         let response = self
@@ -283,7 +295,10 @@ pub fn history_path(conversation_id: i64, cursor: Option<i64>, limit: Option<u32
     path
 }
 
-async fn parse<T: serde::de::DeserializeOwned>(what: &str, response: reqwest::Response) -> Result<T> {
+async fn parse<T: serde::de::DeserializeOwned>(
+    what: &str,
+    response: reqwest::Response,
+) -> Result<T> {
     let status = response.status();
     let text = response
         .text()
@@ -292,7 +307,8 @@ async fn parse<T: serde::de::DeserializeOwned>(what: &str, response: reqwest::Re
     if !status.is_success() {
         bail!("{what} answered {status}: {}", snippet(&text));
     }
-    serde_json::from_str(&text).with_context(|| format!("{what}: unexpected body {}", snippet(&text)))
+    serde_json::from_str(&text)
+        .with_context(|| format!("{what}: unexpected body {}", snippet(&text)))
 }
 
 fn snippet(text: &str) -> String {
@@ -321,7 +337,10 @@ mod tests {
 
     #[test]
     fn history_paths() {
-        assert_eq!(history_path(7, None, None), "/api/v1/conversations/7/messages");
+        assert_eq!(
+            history_path(7, None, None),
+            "/api/v1/conversations/7/messages"
+        );
         assert_eq!(
             history_path(7, Some(120), None),
             "/api/v1/conversations/7/messages?cursor=120"
@@ -330,7 +349,10 @@ mod tests {
             history_path(7, Some(120), Some(50)),
             "/api/v1/conversations/7/messages?cursor=120&limit=50"
         );
-        assert_eq!(history_path(7, None, Some(100)), "/api/v1/conversations/7/messages?limit=100");
+        assert_eq!(
+            history_path(7, None, Some(100)),
+            "/api/v1/conversations/7/messages?limit=100"
+        );
     }
 
     #[test]

@@ -1,1 +1,138 @@
-fn main() {}
+//! `chatterly-load`: drives a running Chatterly server over real HTTP and
+//! reports throughput, latency percentiles and errors. See README.md.
+//!
+//! Exit status: 0 after a run, 1 when a write scenario's read-back found lost
+//! or duplicated messages or `seq` gaps, 2 on a setup or usage error.
+
+mod api;
+mod cli;
+mod progress;
+mod report;
+mod scenarios;
+mod stats;
+mod target;
+mod verify;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use crate::api::Api;
+use crate::cli::{Cli, ScenarioCommand};
+use crate::report::ClientInfo;
+use crate::scenarios::Ctx;
+use crate::target::Target;
+
+/// Now as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Refuse a non-loopback target before anything else happens.
+    let target = match target::parse_loopback_url(&cli.url) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.threads {
+        runtime.worker_threads(threads.into());
+    }
+    let runtime = match runtime.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(run(cli, target));
+    // Do not wait for requests still in flight after a Ctrl-C.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the chosen scenario; `Ok(false)` when its verification failed.
+async fn run(cli: Cli, target: Target) -> Result<bool> {
+    if let Some(path) = &cli.json {
+        // Fail now rather than after the run.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+            bail!(
+                "--json {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    target.check_resolution().await?;
+    let concurrency = match &cli.scenario {
+        ScenarioCommand::RestRead(a) => a.run.workers(),
+        ScenarioCommand::Send(a) => a.run.workers(),
+    };
+    // Idle connections kept per host: at least one per worker, so no request
+    // waits for a new handshake.
+    let api = Api::new(
+        target,
+        concurrency + 16,
+        Duration::from_secs_f64(cli.timeout),
+    )?;
+    api.check_up().await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(watch_ctrl_c(stop.clone()));
+    let ctx = Ctx {
+        api,
+        chatty: !cli.quiet,
+        stop,
+    };
+    let report = match &cli.scenario {
+        ScenarioCommand::RestRead(args) => scenarios::rest_read::run(&ctx, args).await?,
+        ScenarioCommand::Send(args) => scenarios::send::run(&ctx, args).await?,
+    };
+    let mut report = report;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    report.client = ClientInfo {
+        cpus,
+        threads: cli.threads.map_or(cpus, usize::from),
+        timeout_s: cli.timeout,
+    };
+    report.annotate();
+    print!("{}", report.render_text());
+    if let Some(path) = &cli.json {
+        report.write_json(path)?;
+        ctx.say(format!("results written to {}", path.display()));
+    }
+    Ok(report.verification.as_ref().is_none_or(|v| v.passed))
+}
+
+/// First Ctrl-C: stop the workers, still report. Second: exit at once.
+async fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("\ninterrupted: stopping the run (Ctrl-C again to abort)");
+    stop.store(true, Ordering::Relaxed);
+    if tokio::signal::ctrl_c()
+        .await
+        .context("second Ctrl-C")
+        .is_ok()
+    {
+        std::process::exit(130);
+    }
+}

@@ -38,7 +38,10 @@ impl Live {
     }
 
     pub fn total(&self) -> (u64, u64) {
-        (self.ok.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -77,7 +80,9 @@ impl Recorder {
     }
 
     pub fn merge(&mut self, other: &Recorder) {
-        self.latency.add(&other.latency).expect("histograms share bounds");
+        self.latency
+            .add(&other.latency)
+            .expect("histograms share bounds");
         self.ok += other.ok;
         self.errors += other.errors;
         for (k, v) in &other.by_status {
@@ -222,7 +227,10 @@ mod tests {
 
     #[test]
     fn empty_summary_is_zero() {
-        assert_eq!(LatencySummary::of(&new_histogram()), LatencySummary::default());
+        assert_eq!(
+            LatencySummary::of(&new_histogram()),
+            LatencySummary::default()
+        );
     }
 
     #[test]

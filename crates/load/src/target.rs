@@ -65,7 +65,10 @@ impl Target {
             if !addr.ip().is_loopback() {
                 return Err(refuse(
                     self.url.as_str(),
-                    format!("{host} resolves to {}, which is not a loopback address", addr.ip()),
+                    format!(
+                        "{host} resolves to {}, which is not a loopback address",
+                        addr.ip()
+                    ),
                 ));
             }
         }
@@ -81,14 +84,20 @@ pub fn parse_loopback_url(raw: &str) -> Result<Target, TargetError> {
     if url.scheme() != "http" {
         return Err(refuse(
             raw,
-            format!("scheme {:?} is not supported (plain http only)", url.scheme()),
+            format!(
+                "scheme {:?} is not supported (plain http only)",
+                url.scheme()
+            ),
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(refuse(raw, "credentials in the URL are not supported"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(refuse(raw, "the base URL must not have a query or a fragment"));
+        return Err(refuse(
+            raw,
+            "the base URL must not have a query or a fragment",
+        ));
     }
     let host = url.host_str().ok_or_else(|| refuse(raw, "no host"))?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -101,12 +110,12 @@ pub fn parse_loopback_url(raw: &str) -> Result<Target, TargetError> {
         }
     };
     if !loopback {
-        return Err(refuse(raw, format!("host {host} is not a loopback address")));
+        return Err(refuse(
+            raw,
+            format!("host {host} is not a loopback address"),
+        ));
     }
-    let mut base = url.as_str().trim_end_matches('/').to_owned();
-    if base.is_empty() {
-        base = url.as_str().to_owned();
-    }
+    let base = url.as_str().trim_end_matches('/').to_owned();
     Ok(Target { url, base })
 }
 
@@ -158,7 +167,9 @@ mod tests {
 
     #[test]
     fn error_names_the_flag_and_the_host() {
-        let err = parse_loopback_url("http://10.1.2.3:3001").unwrap_err().to_string();
+        let err = parse_loopback_url("http://10.1.2.3:3001")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--url"), "{err}");
         assert!(err.contains("10.1.2.3 is not a loopback address"), "{err}");
     }

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{Bus, BusMessage, Deliver, Topic};
+use crate::redis_keys::RedisKeys;
 
-const CHANNEL: &str = "chatterly:bus";
 const QUEUE: usize = 65_536;
 const PIPELINE_MAX: usize = 256;
 
@@ -136,20 +136,28 @@ impl RedisBus {
         client: redis::Client,
         connection: ConnectionManager,
         instance_id: &str,
+        keys: &RedisKeys,
         local: Arc<dyn Deliver>,
     ) -> redis::RedisResult<RedisBus> {
         let origin: Arc<str> = Arc::from(instance_id);
+        let channel: Arc<str> = Arc::from(keys.key("bus"));
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(CHANNEL).await?;
+        pubsub.subscribe(&*channel).await?;
         tokio::spawn(listen(
             client,
             pubsub,
+            Arc::clone(&channel),
             Arc::clone(&origin),
             Arc::clone(&local),
         ));
         let (queue, receiver) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(publish_loop(connection, receiver, Arc::clone(&dropped)));
+        tokio::spawn(publish_loop(
+            connection,
+            channel,
+            receiver,
+            Arc::clone(&dropped),
+        ));
         Ok(RedisBus {
             origin,
             local,
@@ -176,6 +184,7 @@ impl Bus for RedisBus {
 
 async fn publish_loop(
     mut connection: ConnectionManager,
+    channel: Arc<str>,
     mut queue: mpsc::Receiver<Vec<u8>>,
     dropped: Arc<AtomicU64>,
 ) {
@@ -184,7 +193,7 @@ async fn publish_loop(
         let mut pipe = redis::pipe();
         for message in &batch {
             pipe.cmd("PUBLISH")
-                .arg(CHANNEL)
+                .arg(&*channel)
                 .arg(message.as_slice())
                 .ignore();
         }
@@ -199,6 +208,7 @@ async fn publish_loop(
 async fn listen(
     client: redis::Client,
     mut pubsub: redis::aio::PubSub,
+    channel: Arc<str>,
     origin: Arc<str>,
     local: Arc<dyn Deliver>,
 ) {
@@ -217,7 +227,7 @@ async fn listen(
         pubsub = loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             match client.get_async_pubsub().await {
-                Ok(mut fresh) => match fresh.subscribe(CHANNEL).await {
+                Ok(mut fresh) => match fresh.subscribe(&*channel).await {
                     Ok(()) => break fresh,
                     Err(error) => tracing::warn!(%error, "re-subscribing to the bus failed"),
                 },

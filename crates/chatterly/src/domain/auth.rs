@@ -6,7 +6,7 @@
 //! memory; revocations are kept in an in-memory set loaded from the store at
 //! start-up. In embedded (single-instance) mode that set is the whole truth.
 //! When several instances share a database, a revocation made elsewhere is
-//! found in Redis (`jwt_denylist:<jti>`, as the reference keeps it) or, without
+//! found in Redis (`<prefix>:jwt_denylist:<jti>`, as the reference keeps it) or, without
 //! Redis, in the store.
 
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 
 use super::{DomainError, DomainResult};
+use crate::redis_keys::RedisKeys;
 
 /// Claims as the reference issues them, in its order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,14 +173,14 @@ pub struct Revocations {
     known: DashMap<String, Timestamp>,
     /// Whether other instances may revoke tokens (shared database).
     shared: bool,
-    redis: Option<redis::aio::ConnectionManager>,
+    redis: Option<(redis::aio::ConnectionManager, RedisKeys)>,
 }
 
 impl Revocations {
     pub async fn load(
         store: &dyn Store,
         shared: bool,
-        redis: Option<redis::aio::ConnectionManager>,
+        redis: Option<(redis::aio::ConnectionManager, RedisKeys)>,
     ) -> DomainResult<Revocations> {
         let known = DashMap::new();
         for (jti, expires_at) in store.active_revocations(chatterly_store::now()).await? {
@@ -197,12 +198,12 @@ impl Revocations {
             .revoke_token(&identity.jti, identity.expires_at)
             .await?;
         self.known.insert(identity.jti.clone(), identity.expires_at);
-        if let Some(redis) = &self.redis {
+        if let Some((redis, keys)) = &self.redis {
             let ttl = (identity.expires_at - Utc::now()).num_seconds();
             if ttl > 0 {
                 let mut conn = redis.clone();
                 let result: redis::RedisResult<()> = redis::cmd("SETEX")
-                    .arg(format!("jwt_denylist:{}", identity.jti))
+                    .arg(keys.key(format!("jwt_denylist:{}", identity.jti)))
                     .arg(ttl)
                     .arg("1")
                     .query_async(&mut conn)
@@ -223,10 +224,10 @@ impl Revocations {
         if !self.shared {
             return Ok(false);
         }
-        if let Some(redis) = &self.redis {
+        if let Some((redis, keys)) = &self.redis {
             let mut conn = redis.clone();
             let found: redis::RedisResult<bool> = redis::cmd("EXISTS")
-                .arg(format!("jwt_denylist:{jti}"))
+                .arg(keys.key(format!("jwt_denylist:{jti}")))
                 .query_async(&mut conn)
                 .await;
             match found {

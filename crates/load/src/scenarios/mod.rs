@@ -1,0 +1,194 @@
+//! Scenarios, one module each, and what they share: the run context, the
+//! time/count budget, worker spawning, and the setup steps (users, a group
+//! conversation, seed messages).
+//!
+//! A scenario is `async fn run(&Ctx, &Args) -> Result<Report>`: it prepares
+//! its data (not measured), runs its workers against a [`Budget`], merges the
+//! per-worker [`crate::stats::Recorder`]s and returns a
+//! [`crate::report::Report`]. Adding one means a module here, an args struct
+//! and a variant in [`crate::cli::ScenarioCommand`], and a line in `main`.
+
+pub mod rest_read;
+pub mod send;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::api::{Api, Session};
+
+/// Password of every generated user (they live only on a test server).
+const PASSWORD: &str = "load-test-password";
+
+/// Setup requests in flight at once (registration hashes a password, which is
+/// deliberately slow; more parallelism only queues on the server's CPU).
+const SETUP_PARALLELISM: usize = 8;
+
+/// What every scenario gets from `main`.
+pub struct Ctx {
+    pub api: Api,
+    /// Show the progress line and setup notes on stderr.
+    pub chatty: bool,
+    /// Set by Ctrl-C: workers stop early and the run still reports.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Ctx {
+    /// A setup note on stderr (not with `--quiet`).
+    pub fn say(&self, line: impl AsRef<str>) {
+        if self.chatty {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+}
+
+/// When the workers stop: at the deadline, after `max` requests in total, or
+/// on Ctrl-C, whichever comes first.
+pub struct Budget {
+    deadline: Instant,
+    max: Option<u64>,
+    issued: AtomicU64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Budget {
+    pub fn new(duration: Duration, max: Option<u64>, stop: Arc<AtomicBool>) -> Arc<Budget> {
+        Arc::new(Budget {
+            deadline: Instant::now() + duration,
+            max,
+            issued: AtomicU64::new(0),
+            stop,
+        })
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Claims the right to issue one more request.
+    pub fn take(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) || Instant::now() >= self.deadline {
+            return false;
+        }
+        match self.max {
+            Some(max) => self.issued.fetch_add(1, Ordering::Relaxed) < max,
+            None => true,
+        }
+    }
+}
+
+/// Spawns `n` workers on the runtime (so they spread over its threads) and
+/// collects what each returns.
+pub async fn run_workers<T, F, Fut>(n: usize, make: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|w| tokio::spawn(make(w))).collect();
+    let mut results = Vec::with_capacity(n);
+    for handle in handles {
+        results.push(handle.await.context("a worker panicked")?);
+    }
+    Ok(results)
+}
+
+/// A short random tag for this run (usernames, conversation names, client
+/// message ids), so runs never collide on a server that keeps its data.
+pub fn run_id() -> String {
+    let mut rng = rand::thread_rng();
+    (0..10)
+        .map(|_| char::from_digit(rng.gen_range(0..36), 36).unwrap_or('0'))
+        .collect()
+}
+
+/// Registers `n` users named `lt_<run>_<i>` (valid usernames: lowercase,
+/// digits and underscores, at most 30 characters).
+pub async fn register_users(ctx: &Ctx, n: usize, run: &str) -> Result<Vec<Session>> {
+    ctx.say(format!("setup: registering {n} users"));
+    let api = &ctx.api;
+    futures::stream::iter(0..n)
+        .map(|i| async move { api.register(&format!("lt_{run}_{i}"), PASSWORD).await })
+        .buffered(SETUP_PARALLELISM)
+        .try_collect()
+        .await
+}
+
+/// Creates a group conversation owned by `users[0]` with every user a member.
+pub async fn create_group(ctx: &Ctx, users: &[Session], name: &str) -> Result<i64> {
+    let (owner, others) = users
+        .split_first()
+        .context("a conversation needs at least one user")?;
+    let member_ids: Vec<i64> = others.iter().map(|u| u.id).collect();
+    ctx.api.create_group(owner, name, &member_ids).await
+}
+
+/// Posts `count` messages to a conversation, authors taken round-robin.
+pub async fn seed_messages(
+    ctx: &Ctx,
+    users: &[Session],
+    conversation_id: i64,
+    count: usize,
+) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    ctx.say(format!(
+        "setup: seeding {count} messages into conversation {conversation_id}"
+    ));
+    let api = &ctx.api;
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let author = &users[i % users.len()];
+            async move {
+                api.send_message(author, conversation_id, &format!("seed message {i}"))
+                    .await
+            }
+        })
+        .buffered(SETUP_PARALLELISM * 2)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_make_valid_usernames() {
+        let run = run_id();
+        assert_eq!(run.len(), 10);
+        let username = format!("lt_{run}_99999");
+        assert!(username.len() <= 30);
+        assert!(username
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert_ne!(run_id(), run);
+    }
+
+    #[tokio::test]
+    async fn budget_stops_on_count_and_on_stop() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let budget = Budget::new(Duration::from_secs(60), Some(3), stop.clone());
+        assert!(budget.take() && budget.take() && budget.take());
+        assert!(!budget.take());
+        let budget = Budget::new(Duration::from_secs(60), None, stop.clone());
+        assert!(budget.take());
+        stop.store(true, Ordering::Relaxed);
+        assert!(!budget.take());
+    }
+
+    #[tokio::test]
+    async fn budget_stops_at_the_deadline() {
+        let budget = Budget::new(Duration::from_millis(20), None, Arc::default());
+        assert!(budget.take());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!budget.take());
+    }
+}
