@@ -64,7 +64,12 @@ pub trait Store: Send + Sync + 'static {
     async fn update_profile(&self, id: Id, update: ProfileUpdate) -> StoreResult<User>;
     /// Counts a failed login; when the count reaches `lock_after`, also sets
     /// `locked_at = now`. Returns the updated user.
-    async fn record_failed_login(&self, id: Id, lock_after: i32, now: Timestamp) -> StoreResult<User>;
+    async fn record_failed_login(
+        &self,
+        id: Id,
+        lock_after: i32,
+        now: Timestamp,
+    ) -> StoreResult<User>;
     /// Clears the failed-login counter and any lock (a successful login, or an
     /// expired lock).
     async fn reset_failed_logins(&self, id: Id) -> StoreResult<()>;
@@ -127,7 +132,12 @@ pub trait Store: Send + Sync + 'static {
     async fn reactions_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Reaction>>;
     /// Fails with `Conflict(CONFLICT_REACTION)` for a second (message, user,
     /// emoji). `message` is passed whole so a partitioned backend can prune.
-    async fn add_reaction(&self, message: &Message, user_id: Id, emoji: &str) -> StoreResult<Reaction>;
+    async fn add_reaction(
+        &self,
+        message: &Message,
+        user_id: Id,
+        emoji: &str,
+    ) -> StoreResult<Reaction>;
     async fn reaction_by_id(&self, id: Id) -> StoreResult<Option<Reaction>>;
     /// Returns whether it existed.
     async fn remove_reaction(&self, id: Id) -> StoreResult<bool>;
