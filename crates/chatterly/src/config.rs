@@ -70,6 +70,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_REDIS_PREFIX", default_value = "chatterly")]
     pub redis_prefix: String,
 
+    /// Seconds an instance may go silent before other instances count its
+    /// sockets' users offline (scale-out presence).
+    #[arg(long, env = "CHATTERLY_PRESENCE_TTL", default_value_t = 30)]
+    pub presence_ttl: u64,
+
     /// Secret for signing tokens (HS256), at least 32 bytes. Embedded mode
     /// generates one and keeps it in the data directory; PostgreSQL mode requires
     /// it, since every instance must share it.
@@ -261,6 +266,7 @@ pub struct Config {
     pub database: Database,
     pub redis_url: Option<String>,
     pub redis_prefix: String,
+    pub presence_ttl: Duration,
     /// `None` in embedded mode without an explicit secret: generated and
     /// persisted in the data directory at start-up.
     pub jwt_secret: Option<Vec<u8>>,
@@ -367,6 +373,12 @@ impl ServeArgs {
         positive(self.user_search_limit as u64, "--user-search-limit")?;
         positive(self.lock_after as u64, "--lock-after")?;
         positive(self.token_ttl, "--token-ttl")?;
+        if self.presence_ttl < 3 {
+            return Err(invalid(
+                "--presence-ttl (CHATTERLY_PRESENCE_TTL)",
+                "must be at least 3 seconds",
+            ));
+        }
         if self.argon2_memory_kib < 8 {
             return Err(invalid("--argon2-memory-kib", "must be at least 8"));
         }
@@ -405,6 +417,7 @@ impl ServeArgs {
             database,
             redis_url: self.redis_url.clone(),
             redis_prefix: self.redis_prefix.clone(),
+            presence_ttl: Duration::from_secs(self.presence_ttl),
             jwt_secret,
             token_ttl: Duration::from_secs(self.token_ttl),
             cors_origins,

@@ -6,7 +6,8 @@
 //! `<prefix>:presence:count:<user>` (connections anywhere), `…:presence:instance:<id>`
 //! (this instance's share, so its connections can be subtracted if it dies),
 //! `presence:online` (the set of online users) and `presence:instances`
-//! (heartbeats). An instance whose heartbeat stops for [`INSTANCE_TTL`] is
+//! (heartbeats). An instance whose heartbeat stops for the presence TTL
+//! (`--presence-ttl`) is
 //! reaped by another: its users' counts drop and those left with none go
 //! offline, with the usual event.
 //!
@@ -22,15 +23,12 @@ use redis::aio::ConnectionManager;
 use crate::bus::{BusMessage, Deliver};
 use crate::redis_keys::RedisKeys;
 
-/// How long an instance may miss heartbeats before it counts as dead.
-pub const INSTANCE_TTL: Duration = Duration::from_secs(30);
-/// How often an instance beats, and looks for dead ones.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
-
 struct Shared {
     redis: ConnectionManager,
     instance: String,
     keys: RedisKeys,
+    /// How long an instance may miss heartbeats before it counts as dead.
+    ttl: Duration,
 }
 
 impl Shared {
@@ -72,11 +70,13 @@ impl Presence {
         redis: ConnectionManager,
         instance: &str,
         keys: RedisKeys,
+        ttl: Duration,
     ) -> redis::RedisResult<Presence> {
         let shared = Shared {
             redis,
             instance: instance.to_owned(),
             keys,
+            ttl,
         };
         let mut conn = shared.redis.clone();
         let online: Vec<Id> = redis::cmd("SMEMBERS")
@@ -233,7 +233,7 @@ impl Presence {
             return Ok(Vec::new());
         };
         let mut conn = shared.redis.clone();
-        let horizon = chrono::Utc::now().timestamp_millis() - INSTANCE_TTL.as_millis() as i64;
+        let horizon = chrono::Utc::now().timestamp_millis() - shared.ttl.as_millis() as i64;
         let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(shared.instances())
             .arg("-inf")

@@ -20,7 +20,7 @@ use crate::cable::{Cable, CableOptions};
 use crate::config::{Config, Database, MIN_SECRET_BYTES};
 use crate::domain::auth::{Passwords, Revocations, Tokens};
 use crate::domain::{Domain, DomainParts, RateLimiter};
-use crate::ephemeral::{Presence, HEARTBEAT_EVERY};
+use crate::ephemeral::Presence;
 use crate::http::{self, AppState, HttpOptions};
 use crate::redis_keys::RedisKeys;
 
@@ -184,9 +184,14 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let keys = RedisKeys::new(&config.redis_prefix);
     let hub = Arc::new(Hub::default());
     let presence = Arc::new(match &redis {
-        Some((_, manager)) => Presence::shared(manager.clone(), &instance_id, keys.clone())
-            .await
-            .context("cannot set up presence in Redis (--redis-url)")?,
+        Some((_, manager)) => Presence::shared(
+            manager.clone(),
+            &instance_id,
+            keys.clone(),
+            config.presence_ttl,
+        )
+        .await
+        .context("cannot set up presence in Redis (--redis-url)")?,
         None => Presence::default(),
     });
     let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![hub.clone(), presence.clone()]));
@@ -228,7 +233,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .map_err(|e| anyhow::anyhow!("start-up maintenance failed: {e}"))?;
     spawn_maintenance(Arc::clone(&domain));
     if redis.is_some() {
-        spawn_presence_upkeep(Arc::clone(&domain));
+        spawn_presence_upkeep(Arc::clone(&domain), config.presence_ttl / 3);
     }
 
     let cable = Arc::new(Cable {
@@ -292,9 +297,10 @@ fn spawn_maintenance(domain: Arc<Domain>) {
     });
 }
 
-fn spawn_presence_upkeep(domain: Arc<Domain>) {
+/// Beats (and looks for dead instances) three times per presence TTL.
+fn spawn_presence_upkeep(domain: Arc<Domain>, every: Duration) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut every = tokio::time::interval(every);
         loop {
             every.tick().await;
             domain.presence_tick().await;
