@@ -1,139 +1,137 @@
-//! Chatterly's embedded store: [`chatterly_store::Store`] on one SQLite file.
+//! Chatterly's embedded store: [`chatterly_store::Store`] on one SQLite file,
+//! through `rusqlite` (SQLite compiled in, version pinned).
 //!
-//! # Why two pools
+//! # Writes: one thread, group commit
 //!
-//! SQLite allows many readers but only one writer at a time. If several
-//! connections wrote, they would contend for the database's write lock and
-//! fail with `SQLITE_BUSY` (or sleep in the busy handler) under load. So every
-//! write goes through a pool of exactly **one** connection: writers queue
-//! fairly on that pool in memory instead of on a file lock, and a write
-//! transaction (`BEGIN IMMEDIATE`) never waits for another. Reads go through a
-//! separate pool of several connections: in WAL mode readers never block the
-//! writer nor each other, and they see every transaction that committed before
-//! they started, so a read after an acknowledged write sees it.
+//! SQLite allows one writer at a time. Every write is a command sent to a
+//! dedicated thread that owns the only read-write connection; the thread runs
+//! all commands waiting at that moment in one transaction, each in its own
+//! savepoint, and answers them after the commit. See `writer` for the details
+//! (failure isolation, durability, cancellation).
 //!
-//! The connection settings are the usual ones for a server: WAL journal with
-//! `synchronous=NORMAL` (a committed transaction survives the process being
-//! killed; only an OS crash or power loss can lose the last few), foreign keys
-//! on, a busy timeout, a larger page cache and a prepared-statement cache.
+//! # Reads: read-only connections
+//!
+//! Reads go to a separate set of read-only connections. In WAL mode readers
+//! never block the writer nor each other, and a read sees every transaction
+//! committed before it started, so a read after an acknowledged write sees
+//! it. See `reader` for where they run and why.
 //!
 //! Timestamps are stored as INTEGER Unix milliseconds; ids are
 //! `INTEGER PRIMARY KEY AUTOINCREMENT` so they are never reused. The schema is
 //! in `migrations/`.
 
+mod connection;
+mod error;
+mod migrate;
+mod reader;
 mod rows;
+mod writer;
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chatterly_store::{
     Conversation, ConversationKind, HistoryPage, Id, Inserted, Member, Message, NewConversation,
     NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError, StoreResult, Timestamp,
-    User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
+    User, CONFLICT_MEMBER, CONFLICT_REACTION,
 };
-use sqlx::error::ErrorKind;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::{params, OptionalExtension};
 
+use crate::error::{conflict_or_not_found, not_found_or_backend, user_conflict, Db};
+use crate::reader::{Readers, BLOCKING_READS, INLINE_ROWS};
 use crate::rows::{
-    all, conversation_columns, from_millis, json_ids, message_columns, reaction_columns,
-    role_from, to_millis, user_columns, ConversationRow, MemberRow, MessageRow, ReactionRow,
-    UserRow,
+    conversation_columns, from_millis, json_ids, message_columns, reaction_columns, role_from,
+    to_millis, user_columns,
 };
+use crate::writer::Writer;
 
-/// Connections in the read pool.
-const READ_CONNECTIONS: u32 = 4;
-/// How long a connection waits on a lock held by another process (the only
-/// way to contend, given the single writer) before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Page cache per connection, in KiB (`PRAGMA cache_size` takes negative KiB).
-const CACHE_SIZE_KIB: i64 = 16 * 1024;
-/// Memory-mapped I/O window: reads served from the OS page cache without a
-/// copy per read, shared by all connections.
-const MMAP_SIZE_BYTES: i64 = 256 * 1024 * 1024;
-/// After a checkpoint, the WAL file is truncated back to at most this size.
-const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
-/// Prepared statements kept per connection (the store has about 40).
-const STATEMENT_CACHE: usize = 128;
+/// Read-only connections opened up front and kept: one per thread that may
+/// read at once (the async workers, which Tokio sizes to the cores, reading
+/// inline, plus the blocking reads), at least 4.
+fn read_connections() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores + BLOCKING_READS).max(4)
+}
 
-/// The embedded SQLite store. Cloning is cheap: the clones share the pools.
-#[derive(Clone, Debug)]
+/// The embedded SQLite store. Cloning is cheap: the clones share the writer
+/// thread and the read connections. The writer thread stops, and the
+/// connections close, when the last clone is dropped.
+#[derive(Clone)]
 pub struct SqliteStore {
-    /// Exactly one connection; every write goes through it.
-    writer: SqlitePool,
-    /// Several read-only (`query_only`) connections.
-    reader: SqlitePool,
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stats = &self.writer.stats;
+        f.debug_struct("SqliteStore")
+            .field("writer_running", &self.writer.is_running())
+            .field("batches", &stats.batches.load(Ordering::Relaxed))
+            .field("commands", &stats.commands.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if missing, with its directory) the database file at
     /// `path`; does not migrate.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // Opening touches the file system (and may recover a WAL): off the
+        // async threads when on a Tokio runtime.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let path = path.to_path_buf();
+                runtime
+                    .spawn_blocking(move || SqliteStore::open_blocking(&path))
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("opening the store failed: {e}")))?
+            }
+            Err(_) => SqliteStore::open_blocking(path),
+        }
+    }
+
+    fn open_blocking(path: &Path) -> StoreResult<SqliteStore> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+            std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Backend(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
-
-        let common = SqliteConnectOptions::new()
-            .filename(path)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .statement_cache_capacity(STATEMENT_CACHE)
-            .pragma("cache_size", (-CACHE_SIZE_KIB).to_string())
-            .pragma("mmap_size", MMAP_SIZE_BYTES.to_string())
-            .pragma("temp_store", "MEMORY");
-
-        // The writer opens first: it creates the file and switches it to WAL
-        // (a persistent property of the database), so readers find it so.
-        let write_options = common
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES.to_string());
-        let writer = pool_options(1)
-            .connect_with(write_options)
-            .await
-            .map_err(backend)?;
-
-        let read_options = common
-            .synchronous(SqliteSynchronous::Normal)
-            .pragma("query_only", "ON");
-        let reader = match pool_options(READ_CONNECTIONS)
-            .connect_with(read_options)
-            .await
-        {
-            Ok(reader) => reader,
-            Err(e) => {
-                writer.close().await;
-                return Err(backend(e));
-            }
-        };
-
-        tracing::debug!(path = %path.display(), readers = READ_CONNECTIONS, "sqlite store opened");
-        Ok(SqliteStore { writer, reader })
+        // The writer opens first: it creates the file and switches it to WAL.
+        let writer = connection::open_writer(path)?;
+        let read_connections = read_connections();
+        let readers = Readers::open(path, read_connections)?;
+        let writer = Writer::start(writer)?;
+        tracing::debug!(path = %path.display(), readers = read_connections, "sqlite store opened");
+        Ok(SqliteStore {
+            writer,
+            readers: Arc::new(readers),
+        })
     }
 
     /// Applies the embedded migrations (`migrations/`). Idempotent.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations")
-            .run(&self.writer)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+        self.writer.alone(|unit| migrate::run(unit)).await
     }
 
-    /// Starts a write transaction on the single writer connection.
-    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)
+    /// A read returning up to `rows` rows: inline when that is few enough,
+    /// else off the async threads (see `reader`).
+    async fn read_sized<T, F>(&self, rows: usize, read: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+    {
+        if rows <= INLINE_ROWS {
+            self.readers.read(read)
+        } else {
+            self.readers.read_long(read).await
+        }
     }
 }
+
+// ---- statements shared with the tests ------------------------------------------
 
 /// The newest messages before an id: a backwards range scan of
 /// `messages_conversation_id`, i.e. (conversation_id, rowid).
@@ -155,66 +153,10 @@ const HISTORY_AFTER_SEQ: &str = concat!(
     " ORDER BY seq LIMIT ?3"
 );
 
-fn pool_options(connections: u32) -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .min_connections(connections)
-        .max_connections(connections)
-        // A SQLite connection does not go stale; pinging it before every use
-        // would be a round trip to its worker thread per statement.
-        .test_before_acquire(false)
-        // Keep connections (and their statement caches) for the process's life.
-        .idle_timeout(None)
-        .max_lifetime(None)
-}
-
-// ---- errors -------------------------------------------------------------------
-
-/// Any database failure that is not an expected constraint violation.
-fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn error_kind(e: &sqlx::Error) -> Option<ErrorKind> {
-    e.as_database_error().map(|db| db.kind())
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(error_kind(e), Some(ErrorKind::UniqueViolation))
-}
-
-fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    matches!(error_kind(e), Some(ErrorKind::ForeignKeyViolation))
-}
-
-/// A missing referenced row (a foreign key) means what the write depends on is
-/// gone: `NotFound`. Anything else is a backend failure.
-fn not_found_or_backend(e: sqlx::Error) -> StoreError {
-    if is_foreign_key_violation(&e) {
-        StoreError::NotFound
-    } else {
-        backend(e)
-    }
-}
-
-/// SQLite names the columns of a failed unique constraint in its message:
-/// `UNIQUE constraint failed: users.email`.
-fn user_conflict(e: sqlx::Error) -> StoreError {
-    if is_unique_violation(&e) {
-        if let Some(db) = e.as_database_error() {
-            let message = db.message();
-            if message.contains("users.email") {
-                return StoreError::Conflict(CONFLICT_EMAIL);
-            }
-            if message.contains("users.username") {
-                return StoreError::Conflict(CONFLICT_USERNAME);
-            }
-        }
-    }
-    backend(e)
-}
-
-fn limit(limit: u32) -> i64 {
-    i64::from(limit)
+/// A LIMIT as bound, and the capacity to reserve for its rows (bounded: the
+/// limit is the caller's).
+fn limit(limit: u32) -> (i64, usize) {
+    (i64::from(limit), limit.min(256) as usize)
 }
 
 // ---- the store ----------------------------------------------------------------
@@ -226,26 +168,35 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(backend)?;
+        if !self.writer.is_running() {
+            return Err(StoreError::Backend(
+                "the sqlite writer thread has stopped".into(),
+            ));
+        }
+        self.readers.read(|c| {
+            c.prepare_cached("SELECT 1")
+                .db()?
+                .query_row([], |row| row.get::<_, i64>(0))
+                .db()
+        })?;
         Ok(())
     }
 
     async fn maintain(&self, now: Timestamp) -> StoreResult<()> {
-        let purged = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= ?1")
-            .bind(to_millis(now))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        // Refreshes the planner's statistics where they have gone stale
-        // (cheap when nothing changed).
-        sqlx::query("PRAGMA optimize")
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        let purged = self
+            .writer
+            .write(move |c| {
+                let purged = c
+                    .prepare_cached("DELETE FROM revoked_tokens WHERE expires_at <= ?1")
+                    .db()?
+                    .execute([to_millis(now)])
+                    .db()?;
+                // Refreshes the planner's statistics where they have gone
+                // stale (cheap when nothing changed).
+                c.execute_batch("PRAGMA optimize").db()?;
+                Ok(purged)
+            })
+            .await?;
         tracing::debug!(purged, "sqlite store maintained");
         Ok(())
     }
@@ -253,109 +204,146 @@ impl Store for SqliteStore {
     // ---- users ------------------------------------------------------------------
 
     async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        let now = to_millis(chatterly_store::now());
-        let row: UserRow = sqlx::query_as(concat!(
-            "INSERT INTO users (email, username, display_name, password_hash, created_at, updated_at) ",
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?5) ",
-            "RETURNING ",
-            user_columns!()
-        ))
-        .bind(&user.email)
-        .bind(&user.username)
-        .bind(&user.display_name)
-        .bind(&user.password_hash)
-        .bind(now)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(user_conflict)?;
-        row.into_model()
+        self.writer
+            .write(move |c| {
+                let now = to_millis(chatterly_store::now());
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "INSERT INTO users",
+                        " (email, username, display_name, password_hash, created_at, updated_at)",
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING ",
+                        user_columns!()
+                    ))
+                    .db()?;
+                let mut rows = statement
+                    .query(params![
+                        user.email,
+                        user.username,
+                        user.display_name,
+                        user.password_hash,
+                        now
+                    ])
+                    .db()?;
+                match rows.next().map_err(user_conflict)? {
+                    Some(row) => rows::user(row, 0),
+                    None => Err(StoreError::Backend("INSERT returned no row".into())),
+                }
+            })
+            .await
     }
 
     async fn user_by_id(&self, id: Id) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"))
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
-        row.map(UserRow::into_model).transpose()
+        self.readers.read(|c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id = ?1"
+                ))
+                .db()?;
+            rows::optional(&mut statement, [id], |row| rows::user(row, 0))
+        })
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE email = ?1"))
-                .bind(email)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
-        row.map(UserRow::into_model).transpose()
+        self.readers.read(|c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE email = ?1"
+                ))
+                .db()?;
+            rows::optional(&mut statement, [email], |row| rows::user(row, 0))
+        })
     }
 
     async fn users_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<User>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-        ))
-        .bind(json_ids(ids))
-        .fetch_all(&self.reader)
+        let json = json_ids(ids);
+        let capacity = ids.len().min(256);
+        self.read_sized(ids.len(), move |c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+                ))
+                .db()?;
+            rows::all(&mut statement, [json], capacity, |row| rows::user(row, 0))
+        })
         .await
-        .map_err(backend)?;
-        all(rows, UserRow::into_model)
     }
 
     async fn search_users(&self, query: Option<&str>, limit_: u32) -> StoreResult<Vec<User>> {
-        let rows: Vec<UserRow> = match query {
-            // LIKE is case-insensitive for ASCII; `%` and `_` in the query stay
-            // wildcards, as in the reference.
-            Some(query) => sqlx::query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users",
-                " WHERE username LIKE '%' || ?1 || '%' OR display_name LIKE '%' || ?1 || '%'",
-                " ORDER BY username LIMIT ?2"
-            ))
-            .bind(query.to_lowercase())
-            .bind(limit(limit_))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?,
-            None => sqlx::query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users ORDER BY username LIMIT ?1"
-            ))
-            .bind(limit(limit_))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?,
+        let (limit, capacity) = limit(limit_);
+        let query = query.map(str::to_lowercase);
+        // With a query, every user is scanned (`LIKE '%…%'` cannot use an
+        // index); without, the username index is walked for `limit` rows.
+        let rows = match query {
+            Some(_) => usize::MAX,
+            None => limit_ as usize,
         };
-        all(rows, UserRow::into_model)
+        self.read_sized(rows, move |c| match query {
+            // LIKE is case-insensitive for ASCII; `%` and `_` in the query
+            // stay wildcards, as in the reference.
+            Some(query) => {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        user_columns!(),
+                        " FROM users",
+                        " WHERE username LIKE '%' || ?1 || '%'",
+                        " OR display_name LIKE '%' || ?1 || '%'",
+                        " ORDER BY username LIMIT ?2"
+                    ))
+                    .db()?;
+                rows::all(&mut statement, params![query, limit], capacity, |row| {
+                    rows::user(row, 0)
+                })
+            }
+            None => {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        user_columns!(),
+                        " FROM users ORDER BY username LIMIT ?1"
+                    ))
+                    .db()?;
+                rows::all(&mut statement, [limit], capacity, |row| rows::user(row, 0))
+            }
+        })
+        .await
     }
 
     async fn update_profile(&self, id: Id, update: ProfileUpdate) -> StoreResult<User> {
-        let now = to_millis(chatterly_store::now());
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "UPDATE users SET",
-            " display_name = CASE WHEN ?2 THEN ?3 ELSE display_name END,",
-            " avatar_url = CASE WHEN ?4 THEN ?5 ELSE avatar_url END,",
-            " updated_at = ?6",
-            " WHERE id = ?1 RETURNING ",
-            user_columns!()
-        ))
-        .bind(id)
-        .bind(update.display_name.is_some())
-        .bind(update.display_name.flatten())
-        .bind(update.avatar_url.is_some())
-        .bind(update.avatar_url.flatten())
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        row.ok_or(StoreError::NotFound)?.into_model()
+        self.writer
+            .write(move |c| {
+                let now = to_millis(chatterly_store::now());
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "UPDATE users SET",
+                        " display_name = CASE WHEN ?2 THEN ?3 ELSE display_name END,",
+                        " avatar_url = CASE WHEN ?4 THEN ?5 ELSE avatar_url END,",
+                        " updated_at = ?6",
+                        " WHERE id = ?1 RETURNING ",
+                        user_columns!()
+                    ))
+                    .db()?;
+                let params = params![
+                    id,
+                    update.display_name.is_some(),
+                    update.display_name.flatten(),
+                    update.avatar_url.is_some(),
+                    update.avatar_url.flatten(),
+                    now
+                ];
+                rows::optional(&mut statement, params, |row| rows::user(row, 0))?
+                    .ok_or(StoreError::NotFound)
+            })
+            .await
     }
 
     async fn record_failed_login(
@@ -364,80 +352,112 @@ impl Store for SqliteStore {
         lock_after: i32,
         now: Timestamp,
     ) -> StoreResult<User> {
-        // The right-hand sides of an UPDATE see the old row, so
-        // `failed_attempts + 1` is the new count.
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "UPDATE users SET",
-            " failed_attempts = failed_attempts + 1,",
-            " locked_at = CASE WHEN locked_at IS NULL AND failed_attempts + 1 >= ?2",
-            " THEN ?3 ELSE locked_at END",
-            " WHERE id = ?1 RETURNING ",
-            user_columns!()
-        ))
-        .bind(id)
-        .bind(lock_after)
-        .bind(to_millis(now))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        row.ok_or(StoreError::NotFound)?.into_model()
+        self.writer
+            .write(move |c| {
+                // The right-hand sides of an UPDATE see the old row, so
+                // `failed_attempts + 1` is the new count.
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "UPDATE users SET",
+                        " failed_attempts = failed_attempts + 1,",
+                        " locked_at = CASE WHEN locked_at IS NULL AND failed_attempts + 1 >= ?2",
+                        " THEN ?3 ELSE locked_at END",
+                        " WHERE id = ?1 RETURNING ",
+                        user_columns!()
+                    ))
+                    .db()?;
+                rows::optional(
+                    &mut statement,
+                    params![id, lock_after, to_millis(now)],
+                    |row| rows::user(row, 0),
+                )?
+                .ok_or(StoreError::NotFound)
+            })
+            .await
     }
 
     async fn reset_failed_logins(&self, id: Id) -> StoreResult<()> {
-        // Only touches the row when there is something to clear: the common
-        // case (a successful login with a clean record) writes nothing.
-        sqlx::query(
-            "UPDATE users SET failed_attempts = 0, locked_at = NULL \
-             WHERE id = ?1 AND (failed_attempts <> 0 OR locked_at IS NOT NULL)",
-        )
-        .bind(id)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        // The common case (a successful login with a clean record) writes
+        // nothing, so it is checked on a reader first and skips the writer.
+        let dirty = self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM users \
+                 WHERE id = ?1 AND (failed_attempts <> 0 OR locked_at IS NOT NULL))",
+            )
+            .db()?
+            .query_row([id], |row| row.get::<_, bool>(0))
+            .db()
+        })?;
+        if !dirty {
+            return Ok(());
+        }
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE users SET failed_attempts = 0, locked_at = NULL \
+                     WHERE id = ?1 AND (failed_attempts <> 0 OR locked_at IS NOT NULL)",
+                )
+                .db()?
+                .execute([id])
+                .db()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(to_millis(now))
-            .execute(&self.writer)
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")
+                    .db()?
+                    .execute(params![id, to_millis(now)])
+                    .db()?;
+                Ok(())
+            })
             .await
-            .map_err(backend)?;
-        Ok(())
     }
 
     // ---- token revocation ----------------------------------------------------------
 
     async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()> {
-        sqlx::query("INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)")
-            .bind(jti)
-            .bind(to_millis(expires_at))
-            .execute(&self.writer)
+        let jti = jti.to_owned();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2) \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .db()?
+                .execute(params![jti, to_millis(expires_at)])
+                .db()?;
+                Ok(())
+            })
             .await
-            .map_err(backend)?;
-        Ok(())
     }
 
     async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1)")
-            .bind(jti)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)
+        self.readers.read(|c| {
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1)")
+                .db()?
+                .query_row([jti], |row| row.get(0))
+                .db()
+        })
     }
 
     async fn active_revocations(&self, now: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > ?1 ORDER BY jti",
-        )
-        .bind(to_millis(now))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.into_iter()
-            .map(|(jti, expires_at)| Ok((jti, from_millis(expires_at)?)))
-            .collect()
+        self.readers
+            .read_long(move |c| {
+                let mut statement = c
+                    .prepare_cached(
+                        "SELECT jti, expires_at FROM revoked_tokens \
+                         WHERE expires_at > ?1 ORDER BY jti",
+                    )
+                    .db()?;
+                rows::all(&mut statement, [to_millis(now)], 16, |row| {
+                    Ok((row.get(0).db()?, from_millis(row.get(1).db()?)?))
+                })
+            })
+            .await
     }
 
     // ---- conversations and members ----------------------------------------------------
@@ -462,348 +482,410 @@ impl Store for SqliteStore {
             },
             ConversationKind::Channel | ConversationKind::Group => None,
         };
-        let now = to_millis(chatterly_store::now());
+        let members = (!new.member_ids.is_empty()).then(|| json_ids(&new.member_ids));
 
-        let mut tx = self.write().await?;
-        // For a direct pair that already has a conversation, the unique
-        // direct_key makes this insert nothing; the writer being single, the
-        // select below then finds the one that won.
-        let created: Option<ConversationRow> = sqlx::query_as(concat!(
-            "INSERT INTO conversations",
-            " (kind, name, description, created_by_id, direct_key, last_seq, last_activity_at, created_at, updated_at)",
-            " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6)",
-            " ON CONFLICT (direct_key) DO NOTHING",
-            " RETURNING ",
-            conversation_columns!()
-        ))
-        .bind(new.kind.as_i16())
-        .bind(&new.name)
-        .bind(&new.description)
-        .bind(new.created_by_id)
-        .bind(&direct_key)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(not_found_or_backend)?;
+        self.writer
+            .write(move |c| {
+                let now = to_millis(chatterly_store::now());
+                // For a direct pair that already has a conversation, the
+                // unique direct_key makes this insert nothing; the writer
+                // being single, the select below then finds the one that won
+                // (possibly earlier in this very batch).
+                let created = {
+                    let mut statement = c
+                        .prepare_cached(concat!(
+                            "INSERT INTO conversations (kind, name, description, created_by_id,",
+                            " direct_key, last_seq, last_activity_at, created_at, updated_at)",
+                            " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6)",
+                            " ON CONFLICT (direct_key) DO NOTHING",
+                            " RETURNING ",
+                            conversation_columns!()
+                        ))
+                        .db()?;
+                    let mut rows = statement
+                        .query(params![
+                            new.kind.as_i16(),
+                            new.name,
+                            new.description,
+                            new.created_by_id,
+                            direct_key,
+                            now
+                        ])
+                        .db()?;
+                    match rows.next().map_err(not_found_or_backend)? {
+                        Some(row) => Some(rows::conversation(row)?),
+                        None => None,
+                    }
+                };
+                let Some(conversation) = created else {
+                    let mut statement = c
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            conversation_columns!(),
+                            " FROM conversations WHERE direct_key = ?1"
+                        ))
+                        .db()?;
+                    let existing =
+                        rows::optional(&mut statement, [&direct_key], rows::conversation)?
+                            .ok_or_else(|| {
+                                StoreError::Backend(
+                                    "direct conversation conflicted but was not found".into(),
+                                )
+                            })?;
+                    return Ok((existing, false));
+                };
 
-        let Some(created) = created else {
-            let existing: Option<ConversationRow> = sqlx::query_as(concat!(
-                "SELECT ",
-                conversation_columns!(),
-                " FROM conversations WHERE direct_key = ?1"
-            ))
-            .bind(&direct_key)
-            .fetch_optional(&mut *tx)
+                c.prepare_cached(
+                    "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .db()?
+                .execute(params![
+                    conversation.id,
+                    new.created_by_id,
+                    Role::Admin.as_i16(),
+                    now
+                ])
+                .map_err(not_found_or_backend)?;
+                if let Some(members) = &members {
+                    // All other members in one statement. `WHERE true` keeps
+                    // SQLite from reading ON CONFLICT as part of the SELECT; a
+                    // duplicate (or the creator again) is skipped, keeping the
+                    // first role.
+                    c.prepare_cached(
+                        "INSERT INTO conversation_members \
+                         (conversation_id, user_id, role, joined_at) \
+                         SELECT ?1, value, ?2, ?3 FROM json_each(?4) WHERE true \
+                         ON CONFLICT (conversation_id, user_id) DO NOTHING",
+                    )
+                    .db()?
+                    .execute(params![
+                        conversation.id,
+                        Role::Member.as_i16(),
+                        now,
+                        members
+                    ])
+                    .map_err(not_found_or_backend)?;
+                }
+                Ok((conversation, true))
+            })
             .await
-            .map_err(backend)?;
-            tx.rollback().await.map_err(backend)?;
-            let existing = existing.ok_or_else(|| {
-                StoreError::Backend("direct conversation conflicted but was not found".into())
-            })?;
-            return Ok((existing.into_model()?, false));
-        };
-        let conversation = created.into_model()?;
-
-        sqlx::query(
-            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(conversation.id)
-        .bind(new.created_by_id)
-        .bind(Role::Admin.as_i16())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(not_found_or_backend)?;
-        if !new.member_ids.is_empty() {
-            // All other members in one statement. `WHERE true` keeps SQLite
-            // from reading ON CONFLICT as part of the SELECT; a duplicate (or
-            // the creator again) is skipped, keeping the first role.
-            sqlx::query(
-                "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) \
-                 SELECT ?1, value, ?2, ?3 FROM json_each(?4) WHERE true \
-                 ON CONFLICT (conversation_id, user_id) DO NOTHING",
-            )
-            .bind(conversation.id)
-            .bind(Role::Member.as_i16())
-            .bind(now)
-            .bind(json_ids(&new.member_ids))
-            .execute(&mut *tx)
-            .await
-            .map_err(not_found_or_backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok((conversation, true))
     }
 
     async fn conversation_by_id(&self, id: Id) -> StoreResult<Option<Conversation>> {
-        let row: Option<ConversationRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            conversation_columns!(),
-            " FROM conversations WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        row.map(ConversationRow::into_model).transpose()
+        self.readers.read(|c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    conversation_columns!(),
+                    " FROM conversations WHERE id = ?1"
+                ))
+                .db()?;
+            rows::optional(&mut statement, [id], rows::conversation)
+        })
     }
 
     async fn conversations_for_user(&self, user_id: Id) -> StoreResult<Vec<Conversation>> {
-        let rows: Vec<ConversationRow> = sqlx::query_as(
-            "SELECT c.id, c.kind, c.name, c.description, c.created_by_id, c.created_at, \
-                    c.last_seq, c.last_activity_at \
-             FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.user_id = ?1 \
-             ORDER BY c.last_activity_at DESC, c.id DESC",
-        )
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        all(rows, ConversationRow::into_model)
+        // As many rows as the user has conversations.
+        self.readers
+            .read_long(move |c| {
+                let mut statement = c
+                    .prepare_cached(
+                        "SELECT c.id, c.kind, c.name, c.description, c.created_by_id, \
+                                c.created_at, c.last_seq, c.last_activity_at \
+                         FROM conversation_members m \
+                         JOIN conversations c ON c.id = m.conversation_id \
+                         WHERE m.user_id = ?1 \
+                         ORDER BY c.last_activity_at DESC, c.id DESC",
+                    )
+                    .db()?;
+                rows::all(&mut statement, [user_id], 16, rows::conversation)
+            })
+            .await
     }
 
     async fn delete_conversation(&self, id: Id) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "DELETE FROM reactions \
-             WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?1)",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query("DELETE FROM messages WHERE conversation_id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
+        self.writer
+            .write(move |c| {
+                for sql in [
+                    "DELETE FROM reactions \
+                     WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?1)",
+                    "DELETE FROM messages WHERE conversation_id = ?1",
+                    "DELETE FROM conversation_members WHERE conversation_id = ?1",
+                ] {
+                    c.prepare_cached(sql).db()?.execute([id]).db()?;
+                }
+                let deleted = c
+                    .prepare_cached("DELETE FROM conversations WHERE id = ?1")
+                    .db()?
+                    .execute([id])
+                    .db()?;
+                Ok(deleted > 0)
+            })
             .await
-            .map_err(backend)?;
-        sqlx::query("DELETE FROM conversation_members WHERE conversation_id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let deleted = sqlx::query("DELETE FROM conversations WHERE id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        tx.commit().await.map_err(backend)?;
-        Ok(deleted > 0)
     }
 
     async fn membership(&self, conversation_id: Id, user_id: Id) -> StoreResult<Option<Role>> {
-        let role: Option<i16> = sqlx::query_scalar(
-            "SELECT role FROM conversation_members WHERE conversation_id = ?1 AND user_id = ?2",
-        )
-        .bind(conversation_id)
-        .bind(user_id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        role.map(role_from).transpose()
+        self.readers.read(|c| {
+            let role: Option<i16> = c
+                .prepare_cached(
+                    "SELECT role FROM conversation_members \
+                     WHERE conversation_id = ?1 AND user_id = ?2",
+                )
+                .db()?
+                .query_row([conversation_id, user_id], |row| row.get(0))
+                .optional()
+                .db()?;
+            role.map(role_from).transpose()
+        })
     }
 
     async fn members_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<Member>> {
         if conversation_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<MemberRow> = sqlx::query_as(
-            "SELECT m.conversation_id, m.role, m.joined_at, \
-                    u.id, u.email, u.username, u.display_name, u.avatar_url, u.password_hash, \
-                    u.failed_attempts, u.locked_at, u.last_seen_at, u.created_at \
-             FROM conversation_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.conversation_id IN (SELECT value FROM json_each(?1)) \
-             ORDER BY m.conversation_id, m.user_id",
-        )
-        .bind(json_ids(conversation_ids))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        all(rows, MemberRow::into_model)
+        let json = json_ids(conversation_ids);
+        // As many rows as the conversations have members: unbounded.
+        self.readers
+            .read_long(move |c| {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "SELECT m.conversation_id, m.role, m.joined_at, ",
+                        "u.id, u.email, u.username, u.display_name, u.avatar_url, ",
+                        "u.password_hash, u.failed_attempts, u.locked_at, u.last_seen_at, ",
+                        "u.created_at ",
+                        "FROM conversation_members m JOIN users u ON u.id = m.user_id ",
+                        "WHERE m.conversation_id IN (SELECT value FROM json_each(?1)) ",
+                        "ORDER BY m.conversation_id, m.user_id"
+                    ))
+                    .db()?;
+                rows::all(&mut statement, [json], 16, rows::member)
+            })
+            .await
     }
 
     async fn add_member(&self, conversation_id: Id, user_id: Id, role: Role) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(conversation_id)
-        .bind(user_id)
-        .bind(role.as_i16())
-        .bind(to_millis(chatterly_store::now()))
-        .execute(&self.writer)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(CONFLICT_MEMBER)
-            } else {
-                not_found_or_backend(e)
-            }
-        })?;
-        Ok(())
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .db()?
+                .execute(params![
+                    conversation_id,
+                    user_id,
+                    role.as_i16(),
+                    to_millis(chatterly_store::now())
+                ])
+                .map_err(conflict_or_not_found(CONFLICT_MEMBER))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn remove_member(&self, conversation_id: Id, user_id: Id) -> StoreResult<bool> {
-        let removed = sqlx::query(
-            "DELETE FROM conversation_members WHERE conversation_id = ?1 AND user_id = ?2",
-        )
-        .bind(conversation_id)
-        .bind(user_id)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        Ok(removed > 0)
+        self.writer
+            .write(move |c| {
+                let removed = c
+                    .prepare_cached(
+                        "DELETE FROM conversation_members \
+                         WHERE conversation_id = ?1 AND user_id = ?2",
+                    )
+                    .db()?
+                    .execute([conversation_id, user_id])
+                    .db()?;
+                Ok(removed > 0)
+            })
+            .await
     }
 
     // ---- messages ----------------------------------------------------------------------
 
     async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted> {
-        let now = chatterly_store::now();
-        let mut tx = self.write().await?;
+        self.writer
+            .write(move |c| {
+                // Taken on the writer, so created_at follows id and seq order.
+                let now = chatterly_store::now();
+                // The single writer serialises senders, so seq is gap-free;
+                // the unique (conversation_id, seq) index would refuse a
+                // duplicate anyway.
+                let seq: Option<i64> = c
+                    .prepare_cached(
+                        "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?2 \
+                         WHERE id = ?1 RETURNING last_seq",
+                    )
+                    .db()?
+                    .query_row(params![new.conversation_id, to_millis(now)], |row| {
+                        row.get(0)
+                    })
+                    .optional()
+                    .db()?;
+                let Some(seq) = seq else {
+                    return Err(StoreError::NotFound);
+                };
 
-        if let Some(client_message_id) = &new.client_message_id {
-            let existing: Option<MessageRow> = sqlx::query_as(concat!(
-                "SELECT ",
-                message_columns!(),
-                " FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
-            ))
-            .bind(new.user_id)
-            .bind(client_message_id)
-            .fetch_optional(&mut *tx)
+                // A retry (same sender, same client message id) inserts
+                // nothing and returns no id: one statement serves both the
+                // check and the insert of the common case.
+                let id: Option<Id> = c
+                    .prepare_cached(
+                        "INSERT INTO messages (conversation_id, user_id, seq, content, kind, \
+                             parent_message_id, call_session_id, client_message_id, \
+                             created_at, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
+                         ON CONFLICT (user_id, client_message_id) \
+                             WHERE client_message_id IS NOT NULL DO NOTHING \
+                         RETURNING id",
+                    )
+                    .db()?
+                    .query_row(
+                        params![
+                            new.conversation_id,
+                            new.user_id,
+                            seq,
+                            new.content,
+                            new.kind.as_i16(),
+                            new.parent_message_id,
+                            new.call_session_id,
+                            new.client_message_id,
+                            to_millis(now)
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(not_found_or_backend)?;
+
+                let Some(id) = id else {
+                    // The retry: undo the seq bump, return the original.
+                    c.discard();
+                    let mut statement = c
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            message_columns!(),
+                            " FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
+                        ))
+                        .db()?;
+                    let existing = rows::optional(
+                        &mut statement,
+                        params![new.user_id, new.client_message_id],
+                        rows::message,
+                    )?
+                    .ok_or_else(|| {
+                        StoreError::Backend(
+                            "client message id conflicted but the message was not found".into(),
+                        )
+                    })?;
+                    return Ok(Inserted::Existing(existing));
+                };
+
+                Ok(Inserted::Created(Message {
+                    id,
+                    conversation_id: new.conversation_id,
+                    user_id: new.user_id,
+                    seq,
+                    content: new.content,
+                    kind: new.kind,
+                    parent_message_id: new.parent_message_id,
+                    call_session_id: new.call_session_id,
+                    client_message_id: new.client_message_id,
+                    created_at: now,
+                    edited_at: None,
+                    deleted_at: None,
+                }))
+            })
             .await
-            .map_err(backend)?;
-            if let Some(existing) = existing {
-                tx.rollback().await.map_err(backend)?;
-                return Ok(Inserted::Existing(existing.into_model()?));
-            }
-        }
-
-        // The single writer serialises senders, so seq is gap-free; the
-        // unique (conversation_id, seq) index would refuse a duplicate anyway.
-        let seq: Option<i64> = sqlx::query_scalar(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?2 \
-             WHERE id = ?1 RETURNING last_seq",
-        )
-        .bind(new.conversation_id)
-        .bind(to_millis(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Dropping the transaction rolls it back.
-        let Some(seq) = seq else {
-            return Err(StoreError::NotFound);
-        };
-
-        let id: Id = sqlx::query_scalar(
-            "INSERT INTO messages (conversation_id, user_id, seq, content, kind, \
-                 parent_message_id, call_session_id, client_message_id, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
-        )
-        .bind(new.conversation_id)
-        .bind(new.user_id)
-        .bind(seq)
-        .bind(&new.content)
-        .bind(new.kind.as_i16())
-        .bind(new.parent_message_id)
-        .bind(new.call_session_id)
-        .bind(&new.client_message_id)
-        .bind(to_millis(now))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(not_found_or_backend)?;
-        tx.commit().await.map_err(backend)?;
-
-        Ok(Inserted::Created(Message {
-            id,
-            conversation_id: new.conversation_id,
-            user_id: new.user_id,
-            seq,
-            content: new.content,
-            kind: new.kind,
-            parent_message_id: new.parent_message_id,
-            call_session_id: new.call_session_id,
-            client_message_id: new.client_message_id,
-            created_at: now,
-            edited_at: None,
-            deleted_at: None,
-        }))
     }
 
     async fn message_by_id(&self, id: Id) -> StoreResult<Option<Message>> {
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        row.map(MessageRow::into_model).transpose()
+        self.readers.read(|c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE id = ?1"
+                ))
+                .db()?;
+            rows::optional(&mut statement, [id], rows::message)
+        })
     }
 
     async fn history(&self, conversation_id: Id, page: HistoryPage) -> StoreResult<Vec<Message>> {
-        let rows: Vec<MessageRow> = match page {
+        let (HistoryPage::Before { limit: rows, .. } | HistoryPage::AfterSeq { limit: rows, .. }) =
+            page;
+        self.read_sized(rows as usize, move |c| match page {
             // Read newest first, returned oldest first.
-            HistoryPage::Before { before_id, limit: limit_ } => {
-                let mut rows: Vec<MessageRow> = sqlx::query_as(HISTORY_BEFORE)
-                .bind(conversation_id)
-                .bind(before_id.unwrap_or(Id::MAX))
-                .bind(limit(limit_))
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-                rows.reverse();
-                rows
+            HistoryPage::Before {
+                before_id,
+                limit: l,
+            } => {
+                let (l, capacity) = limit(l);
+                let mut statement = c.prepare_cached(HISTORY_BEFORE).db()?;
+                let before = before_id.unwrap_or(Id::MAX);
+                let mut messages = rows::all(
+                    &mut statement,
+                    params![conversation_id, before, l],
+                    capacity,
+                    rows::message,
+                )?;
+                messages.reverse();
+                Ok(messages)
             }
             HistoryPage::AfterSeq {
                 after_seq,
-                limit: limit_,
-            } => sqlx::query_as(HISTORY_AFTER_SEQ)
-            .bind(conversation_id)
-            .bind(after_seq)
-            .bind(limit(limit_))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?,
-        };
-        all(rows, MessageRow::into_model)
+                limit: l,
+            } => {
+                let (l, capacity) = limit(l);
+                let mut statement = c.prepare_cached(HISTORY_AFTER_SEQ).db()?;
+                rows::all(
+                    &mut statement,
+                    params![conversation_id, after_seq, l],
+                    capacity,
+                    rows::message,
+                )
+            }
+        })
+        .await
     }
 
     async fn edit_message(&self, id: Id, content: &str, now: Timestamp) -> StoreResult<Message> {
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "UPDATE messages SET content = ?2, edited_at = ?3, updated_at = ?3",
-            " WHERE id = ?1 AND deleted_at IS NULL RETURNING ",
-            message_columns!()
-        ))
-        .bind(id)
-        .bind(content)
-        .bind(to_millis(now))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        row.ok_or(StoreError::NotFound)?.into_model()
+        let content = content.to_owned();
+        self.writer
+            .write(move |c| {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "UPDATE messages SET content = ?2, edited_at = ?3, updated_at = ?3",
+                        " WHERE id = ?1 AND deleted_at IS NULL RETURNING ",
+                        message_columns!()
+                    ))
+                    .db()?;
+                rows::optional(
+                    &mut statement,
+                    params![id, content, to_millis(now)],
+                    rows::message,
+                )?
+                .ok_or(StoreError::NotFound)
+            })
+            .await
     }
 
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()> {
-        let updated = sqlx::query(
-            "UPDATE messages SET deleted_at = ?2, updated_at = ?2 \
-             WHERE id = ?1 AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .bind(to_millis(now))
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.writer
+            .write(move |c| {
+                let updated = c
+                    .prepare_cached(
+                        "UPDATE messages SET deleted_at = ?2, updated_at = ?2 \
+                         WHERE id = ?1 AND deleted_at IS NULL",
+                    )
+                    .db()?
+                    .execute(params![id, to_millis(now)])
+                    .db()?;
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
     }
 
     // ---- reactions ---------------------------------------------------------------------
@@ -812,16 +894,20 @@ impl Store for SqliteStore {
         if message_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<ReactionRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            reaction_columns!(),
-            " FROM reactions WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-        ))
-        .bind(json_ids(message_ids))
-        .fetch_all(&self.reader)
+        let json = json_ids(message_ids);
+        // Reactions per message are few: sized by the number of messages.
+        self.read_sized(message_ids.len(), move |c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    reaction_columns!(),
+                    " FROM reactions WHERE message_id IN (SELECT value FROM json_each(?1))",
+                    " ORDER BY id"
+                ))
+                .db()?;
+            rows::all(&mut statement, [json], 16, rows::reaction)
+        })
         .await
-        .map_err(backend)?;
-        all(rows, ReactionRow::into_model)
     }
 
     async fn add_reaction(
@@ -830,121 +916,646 @@ impl Store for SqliteStore {
         user_id: Id,
         emoji: &str,
     ) -> StoreResult<Reaction> {
-        let row: ReactionRow = sqlx::query_as(concat!(
-            "INSERT INTO reactions (message_id, user_id, emoji, created_at)",
-            " VALUES (?1, ?2, ?3, ?4) RETURNING ",
-            reaction_columns!()
-        ))
-        .bind(message.id)
-        .bind(user_id)
-        .bind(emoji)
-        .bind(to_millis(chatterly_store::now()))
-        .fetch_one(&self.writer)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(CONFLICT_REACTION)
-            } else {
-                not_found_or_backend(e)
-            }
-        })?;
-        row.into_model()
+        let message_id = message.id;
+        let emoji = emoji.to_owned();
+        self.writer
+            .write(move |c| {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "INSERT INTO reactions (message_id, user_id, emoji, created_at)",
+                        " VALUES (?1, ?2, ?3, ?4) RETURNING ",
+                        reaction_columns!()
+                    ))
+                    .db()?;
+                let mut rows = statement
+                    .query(params![
+                        message_id,
+                        user_id,
+                        emoji,
+                        to_millis(chatterly_store::now())
+                    ])
+                    .db()?;
+                match rows
+                    .next()
+                    .map_err(conflict_or_not_found(CONFLICT_REACTION))?
+                {
+                    Some(row) => rows::reaction(row),
+                    None => Err(StoreError::Backend("INSERT returned no row".into())),
+                }
+            })
+            .await
     }
 
     async fn reaction_by_id(&self, id: Id) -> StoreResult<Option<Reaction>> {
-        let row: Option<ReactionRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            reaction_columns!(),
-            " FROM reactions WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        row.map(ReactionRow::into_model).transpose()
+        self.readers.read(|c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    reaction_columns!(),
+                    " FROM reactions WHERE id = ?1"
+                ))
+                .db()?;
+            rows::optional(&mut statement, [id], rows::reaction)
+        })
     }
 
     async fn remove_reaction(&self, id: Id) -> StoreResult<bool> {
-        let removed = sqlx::query("DELETE FROM reactions WHERE id = ?1")
-            .bind(id)
-            .execute(&self.writer)
+        self.writer
+            .write(move |c| {
+                let removed = c
+                    .prepare_cached("DELETE FROM reactions WHERE id = ?1")
+                    .db()?
+                    .execute([id])
+                    .db()?;
+                Ok(removed > 0)
+            })
             .await
-            .map_err(backend)?
-            .rows_affected();
-        Ok(removed > 0)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use chatterly_store::MessageKind;
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
     use super::*;
 
-    /// The query plan of `sql`, one line per step.
-    async fn plan(store: &SqliteStore, sql: &str) -> String {
-        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .fetch_all(&store.reader)
+    async fn open(dir: &tempfile::TempDir, name: &str) -> SqliteStore {
+        let store = SqliteStore::open(&dir.path().join(name))
             .await
-            .expect("explain");
-        rows.into_iter()
-            .map(|(_, _, _, detail)| detail)
-            .collect::<Vec<_>>()
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    fn new_user(name: &str) -> NewUser {
+        NewUser {
+            email: format!("{name}@example.com"),
+            username: name.into(),
+            display_name: None,
+            password_hash: "x".into(),
+        }
+    }
+
+    fn text(conversation_id: Id, user_id: Id) -> NewMessage {
+        NewMessage {
+            conversation_id,
+            user_id,
+            content: "x".into(),
+            kind: MessageKind::Text,
+            parent_message_id: None,
+            call_session_id: None,
+            client_message_id: None,
+        }
+    }
+
+    async fn channel(store: &SqliteStore, creator: Id) -> Id {
+        store
+            .create_conversation(NewConversation {
+                kind: ConversationKind::Channel,
+                name: None,
+                description: None,
+                created_by_id: creator,
+                member_ids: vec![],
+            })
+            .await
+            .expect("conversation")
+            .0
+            .id
+    }
+
+    /// A command that holds the writer thread until released, so that the
+    /// commands sent meanwhile queue up and then run as one batch.
+    struct Gate {
+        release: std::sync::mpsc::Sender<()>,
+        done: JoinHandle<StoreResult<()>>,
+    }
+
+    impl Gate {
+        async fn hold(store: &SqliteStore) -> Gate {
+            let (started, running) = oneshot::channel();
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let writer = store.writer.clone();
+            let done = tokio::spawn(async move {
+                writer
+                    .write(move |_| {
+                        let _ = started.send(());
+                        let _ = wait.recv();
+                        Ok(())
+                    })
+                    .await
+            });
+            running.await.expect("the gate runs");
+            Gate { release, done }
+        }
+
+        async fn open(self) {
+            self.release.send(()).expect("release");
+            self.done.await.expect("gate task").expect("gate command");
+        }
+    }
+
+    /// Waits until `n` commands are queued behind the gate.
+    async fn queued(store: &SqliteStore, n: usize) {
+        for _ in 0..500 {
+            if store.writer.queued() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!(
+            "expected {n} queued commands, have {}",
+            store.writer.queued()
+        );
+    }
+
+    /// Spawns `call` and waits until its command is the `n`th queued.
+    async fn queue<T, F, Fut>(store: &SqliteStore, n: usize, call: F) -> JoinHandle<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(SqliteStore) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let task = tokio::spawn(call(store.clone()));
+        queued(store, n).await;
+        task
+    }
+
+    fn batches(store: &SqliteStore) -> u64 {
+        store.writer.stats.batches.load(Ordering::Relaxed)
+    }
+
+    /// The query plan of `sql`, one line per step.
+    fn plan(store: &SqliteStore, sql: &str) -> String {
+        store
+            .readers
+            .with(|c| {
+                let mut statement = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).db()?;
+                let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+                rows::all(
+                    &mut statement,
+                    rusqlite::params_from_iter(nulls),
+                    4,
+                    |row| row.get::<_, String>(3).db(),
+                )
+            })
+            .expect("explain")
             .join("\n")
     }
 
     #[tokio::test]
     async fn history_reads_are_index_range_scans() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("plan.db")).await.expect("open");
-        store.migrate().await.expect("migrate");
+        let store = open(&dir, "plan.db").await;
 
-        let before = plan(&store, HISTORY_BEFORE).await;
-        assert!(
-            before.contains("USING INDEX messages_conversation_id (conversation_id=? AND rowid<?)"),
-            "{before}"
+        let check = |before: String, after: String| {
+            assert!(
+                before.contains(
+                    "USING INDEX messages_conversation_id (conversation_id=? AND rowid<?)"
+                ),
+                "{before}"
+            );
+            assert!(!before.contains("TEMP B-TREE"), "no sort: {before}");
+            assert!(
+                after.contains(
+                    "USING INDEX messages_conversation_seq (conversation_id=? AND seq>?)"
+                ),
+                "{after}"
+            );
+            assert!(!after.contains("TEMP B-TREE"), "no sort: {after}");
+        };
+        check(
+            plan(&store, HISTORY_BEFORE),
+            plan(&store, HISTORY_AFTER_SEQ),
         );
-        assert!(!before.contains("TEMP B-TREE"), "no sort: {before}");
 
-        let after = plan(&store, HISTORY_AFTER_SEQ).await;
-        assert!(
-            after.contains("USING INDEX messages_conversation_seq (conversation_id=? AND seq>?)"),
-            "{after}"
+        // Still so once the planner has statistics (as `maintain` may gather)
+        // of a skewed table: one big conversation, many small ones.
+        let user = store.create_user(new_user("a")).await.expect("user");
+        for i in 0..20 {
+            let conversation = channel(&store, user.id).await;
+            for _ in 0..if i == 0 { 300 } else { 3 } {
+                store
+                    .insert_message(text(conversation, user.id))
+                    .await
+                    .expect("message");
+            }
+        }
+        store
+            .writer
+            .write(|c| c.execute_batch("ANALYZE").db())
+            .await
+            .expect("analyze");
+        store
+            .maintain(chatterly_store::now())
+            .await
+            .expect("maintain");
+        // Fresh readers, so they load the new statistics.
+        drop(store);
+        let store = open(&dir, "plan.db").await;
+        check(
+            plan(&store, HISTORY_BEFORE),
+            plan(&store, HISTORY_AFTER_SEQ),
         );
-        assert!(!after.contains("TEMP B-TREE"), "no sort: {after}");
     }
 
     #[tokio::test]
     async fn pragmas_are_applied() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("pragmas.db")).await.expect("open");
+        let store = open(&dir, "pragmas.db").await;
 
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.writer)
-            .await
-            .expect("journal_mode");
-        assert_eq!(journal, "wal");
-        for pool in [&store.writer, &store.reader] {
-            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(pool)
-                .await
-                .expect("synchronous");
-            assert_eq!(synchronous, 1, "NORMAL");
-            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-                .fetch_one(pool)
-                .await
-                .expect("foreign_keys");
-            assert_eq!(foreign_keys, 1);
-            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-                .fetch_one(pool)
-                .await
-                .expect("busy_timeout");
-            assert_eq!(busy, 5_000);
+        fn pragma(c: &rusqlite::Connection, name: &str) -> String {
+            c.query_row(&format!("PRAGMA {name}"), [], |row| {
+                row.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|value| match value {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })
+            .expect(name)
         }
-        let query_only: i64 = sqlx::query_scalar("PRAGMA query_only")
-            .fetch_one(&store.reader)
+        fn common(c: &rusqlite::Connection) {
+            assert_eq!(pragma(c, "journal_mode"), "wal");
+            assert_eq!(pragma(c, "synchronous"), "1", "NORMAL");
+            assert_eq!(pragma(c, "foreign_keys"), "1");
+            assert_eq!(pragma(c, "busy_timeout"), "5000");
+        }
+
+        store
+            .writer
+            .write(|c| {
+                common(c);
+                assert_eq!(pragma(c, "query_only"), "0");
+                assert!(!c.is_readonly(rusqlite::DatabaseName::Main).db()?);
+                Ok(())
+            })
             .await
-            .expect("query_only");
-        assert_eq!(query_only, 1, "the read pool cannot write");
-        assert_eq!(store.writer.size(), 1);
-        assert!(sqlx::query("CREATE TABLE t (x)").execute(&store.reader).await.is_err());
+            .expect("writer");
+        assert_eq!(store.readers.idle(), read_connections());
+        store.readers.each_idle(|c| {
+            common(c);
+            assert_eq!(pragma(c, "query_only"), "1", "the readers cannot write");
+            assert!(c
+                .is_readonly(rusqlite::DatabaseName::Main)
+                .expect("readonly"));
+            assert!(c.execute_batch("CREATE TABLE t (x)").is_err());
+            assert!(c.execute_batch("DELETE FROM users").is_err());
+        });
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_does_not_affect_its_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "batch.db").await;
+        let alice = store.create_user(new_user("alice")).await.expect("alice");
+        let conversation = channel(&store, alice.id).await;
+
+        let gate = Gate::hold(&store).await;
+        let before = batches(&store);
+        let bob = queue(&store, 1, |s| async move {
+            s.create_user(new_user("bob")).await
+        })
+        .await;
+        let alice_again = queue(&store, 2, |s| async move {
+            s.create_user(NewUser {
+                username: "alice2".into(),
+                ..new_user("alice")
+            })
+            .await
+        })
+        .await;
+        let first = queue(&store, 3, move |s| async move {
+            s.insert_message(text(conversation, alice.id)).await
+        })
+        .await;
+        let nowhere = queue(&store, 4, move |s| async move {
+            s.insert_message(text(9_999, alice.id)).await
+        })
+        .await;
+        let stranger = queue(&store, 5, move |s| async move {
+            s.add_member(conversation, 9_999, Role::Member).await
+        })
+        .await;
+        let second = queue(&store, 6, move |s| async move {
+            s.insert_message(text(conversation, alice.id)).await
+        })
+        .await;
+        gate.open().await;
+
+        let bob = bob.await.expect("task").expect("bob is created");
+        assert!(matches!(
+            alice_again.await.expect("task"),
+            Err(StoreError::Conflict(chatterly_store::CONFLICT_EMAIL))
+        ));
+        let first = first.await.expect("task").expect("first").into_message();
+        assert!(matches!(
+            nowhere.await.expect("task"),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            stranger.await.expect("task"),
+            Err(StoreError::NotFound)
+        ));
+        let second = second.await.expect("task").expect("second").into_message();
+        assert_eq!(batches(&store), before + 1, "all in one transaction");
+
+        // The others' writes are all there, and the failed ones left nothing
+        // (no seq consumed, no member row).
+        assert_eq!(store.user_by_id(bob.id).await.expect("read"), Some(bob));
+        assert_eq!((first.seq, second.seq), (1, 2));
+        assert_eq!(
+            store.message_by_id(second.id).await.expect("read"),
+            Some(second)
+        );
+        let c = store
+            .conversation_by_id(conversation)
+            .await
+            .expect("read")
+            .expect("conversation");
+        assert_eq!(c.last_seq, 2);
+        assert_eq!(
+            store.members_of(&[conversation]).await.expect("read").len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_the_whole_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "commit.db").await;
+
+        let gate = Gate::hold(&store).await;
+        let s = store.clone();
+        let bob = tokio::spawn(async move { s.create_user(new_user("bob")).await });
+        queued(&store, 1).await;
+        // A deferred foreign key is checked only at COMMIT, which then fails.
+        let writer = store.writer.clone();
+        let poison = tokio::spawn(async move {
+            writer
+                .write(|c| {
+                    c.execute_batch(
+                        "PRAGMA defer_foreign_keys = ON; \
+                         INSERT INTO conversation_members \
+                         (conversation_id, user_id, role, joined_at) VALUES (9999, 9999, 0, 0)",
+                    )
+                    .db()
+                })
+                .await
+        });
+        queued(&store, 2).await;
+        let s = store.clone();
+        let carol = tokio::spawn(async move { s.create_user(new_user("carol")).await });
+        queued(&store, 3).await;
+        gate.open().await;
+
+        for result in [
+            bob.await.expect("task").map(drop),
+            poison.await.expect("task"),
+            carol.await.expect("task").map(drop),
+        ] {
+            match result {
+                Err(StoreError::Backend(message)) => {
+                    assert!(message.contains("FOREIGN KEY"), "{message}")
+                }
+                other => panic!("expected the commit's error, got {other:?}"),
+            }
+        }
+        assert_eq!(store.search_users(None, 10).await.expect("read"), vec![]);
+        // The writer goes on.
+        store.create_user(new_user("bob")).await.expect("bob");
+        assert_eq!(store.search_users(None, 10).await.expect("read").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_command_is_rolled_back_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "panic.db").await;
+
+        let gate = Gate::hold(&store).await;
+        let writer = store.writer.clone();
+        let panics = tokio::spawn(async move {
+            writer
+                .write(|c| -> StoreResult<()> {
+                    c.execute_batch(
+                        "INSERT INTO users (email, username, password_hash, created_at, \
+                         updated_at) VALUES ('m@example.com', 'mallory', 'x', 0, 0)",
+                    )
+                    .db()?;
+                    panic!("a bug");
+                })
+                .await
+        });
+        queued(&store, 1).await;
+        let s = store.clone();
+        let bob = tokio::spawn(async move { s.create_user(new_user("bob")).await });
+        queued(&store, 2).await;
+        gate.open().await;
+
+        assert!(matches!(
+            panics.await.expect("task"),
+            Err(StoreError::Backend(_))
+        ));
+        bob.await.expect("task").expect("bob");
+        let users = store.search_users(None, 10).await.expect("read");
+        assert_eq!(
+            users
+                .iter()
+                .map(|u| u.username.as_str())
+                .collect::<Vec<_>>(),
+            vec!["bob"]
+        );
+        store
+            .create_user(new_user("carol"))
+            .await
+            .expect("still writing");
+    }
+
+    #[tokio::test]
+    async fn a_command_cancelled_before_it_ran_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "skip.db").await;
+
+        let gate = Gate::hold(&store).await;
+        let s = store.clone();
+        let bob = tokio::spawn(async move { s.create_user(new_user("bob")).await });
+        queued(&store, 1).await;
+        bob.abort();
+        assert!(bob.await.expect_err("aborted").is_cancelled());
+        gate.open().await;
+
+        store.create_user(new_user("carol")).await.expect("carol");
+        let users = store.search_users(None, 10).await.expect("read");
+        assert_eq!(
+            users
+                .iter()
+                .map(|u| u.username.as_str())
+                .collect::<Vec<_>>(),
+            vec!["carol"],
+            "bob's command never ran"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_cancelled_while_running_completes_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "whole.db").await;
+
+        let (started, running) = oneshot::channel();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let writer = store.writer.clone();
+        let task = tokio::spawn(async move {
+            writer
+                .write(move |c| {
+                    let insert = "INSERT INTO users (email, username, password_hash, \
+                                  created_at, updated_at) VALUES (?1, ?1, 'x', 0, 0)";
+                    c.execute(insert, ["first"]).db()?;
+                    let _ = started.send(());
+                    let _ = wait.recv();
+                    c.execute(insert, ["second"]).db()?;
+                    Ok(())
+                })
+                .await
+        });
+        running.await.expect("started");
+        // The caller goes away halfway through its command.
+        task.abort();
+        assert!(task.await.expect_err("aborted").is_cancelled());
+        release.send(()).expect("release");
+
+        // Once the next write is acknowledged, the batch before it committed.
+        store.create_user(new_user("carol")).await.expect("carol");
+        let users = store.search_users(None, 10).await.expect("read");
+        assert_eq!(
+            users
+                .iter()
+                .map(|u| u.username.as_str())
+                .collect::<Vec<_>>(),
+            vec!["carol", "first", "second"],
+            "both halves are there"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transaction_left_open_is_rolled_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "open.db").await;
+        let alice = store.create_user(new_user("alice")).await.expect("alice");
+        // A command run alone (as migrations are) that forgets its COMMIT.
+        store
+            .writer
+            .alone(|c| {
+                c.execute_batch("BEGIN; UPDATE users SET username = 'mallory'")
+                    .db()
+            })
+            .await
+            .expect("alone");
+        // The next batch starts cleanly, commits, and the change is gone.
+        let conversation = channel(&store, alice.id).await;
+        assert!(store
+            .conversation_by_id(conversation)
+            .await
+            .expect("read")
+            .is_some());
+        let user = store
+            .user_by_id(alice.id)
+            .await
+            .expect("read")
+            .expect("user");
+        assert_eq!(user.username, "alice");
+    }
+
+    #[tokio::test]
+    async fn migrations_set_the_user_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "version.db").await;
+        let version = || {
+            store.readers.with(|c| {
+                c.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
+                    .db()
+            })
+        };
+        assert_eq!(version().expect("version"), migrate::latest());
+        assert!(migrate::latest() >= 1);
+        store.migrate().await.expect("idempotent");
+        assert_eq!(version().expect("version"), migrate::latest());
+
+        // A database from a newer build is refused, untouched.
+        store
+            .writer
+            .alone(|c| c.execute_batch("PRAGMA user_version = 999").db())
+            .await
+            .expect("set version");
+        assert!(matches!(
+            store.migrate().await,
+            Err(StoreError::Backend(message)) if message.contains("newer")
+        ));
+        assert_eq!(version().expect("version"), 999);
+    }
+
+    #[tokio::test]
+    async fn a_database_made_by_the_sqlx_store_is_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sqlx.db");
+        {
+            // What the sqlx-based store left: the schema, its bookkeeping
+            // table, user_version 0, and data.
+            let c = rusqlite::Connection::open(&path).expect("create");
+            c.execute_batch(migrate::MIGRATIONS[0].sql).expect("schema");
+            c.execute_batch(
+                "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, \
+                 description TEXT NOT NULL, installed_on TIMESTAMP NOT NULL DEFAULT 0, \
+                 success BOOLEAN NOT NULL, checksum BLOB NOT NULL, \
+                 execution_time BIGINT NOT NULL); \
+                 INSERT INTO _sqlx_migrations VALUES (1, 'initial', 0, TRUE, x'00', 1); \
+                 INSERT INTO users (email, username, password_hash, created_at, updated_at) \
+                 VALUES ('old@example.com', 'old', 'x', 0, 0);",
+            )
+            .expect("sqlx bookkeeping");
+        }
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.migrate().await.expect("adopted, not re-created");
+        assert!(store
+            .user_by_email("old@example.com")
+            .await
+            .expect("read")
+            .is_some());
+        store.create_user(new_user("new")).await.expect("writes");
+    }
+
+    #[tokio::test]
+    async fn the_read_pool_grows_for_concurrent_readers_and_shrinks_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "pool.db").await;
+        assert_eq!(store.readers.idle(), read_connections());
+
+        // Nested reads hold one connection each, as that many threads would.
+        fn nest(readers: &Readers, depth: usize) -> StoreResult<usize> {
+            readers.with(|c| {
+                let one: i64 = c.query_row("SELECT 1", [], |row| row.get(0)).db()?;
+                if depth == 1 {
+                    return Ok(one as usize);
+                }
+                Ok(one as usize + nest(readers, depth - 1)?)
+            })
+        }
+        let depth = read_connections() * 2;
+        assert_eq!(nest(&store.readers, depth).expect("reads"), depth);
+        assert_eq!(store.readers.idle(), read_connections(), "extras closed");
+
+        // Long reads run on blocking threads, on the same pool.
+        let users = store
+            .readers
+            .read_long(|c| {
+                c.query_row("SELECT count(*) FROM users", [], |row| row.get::<_, i64>(0))
+                    .db()
+            })
+            .await
+            .expect("long read");
+        assert_eq!(users, 0);
+        assert_eq!(store.readers.idle(), read_connections());
     }
 }

@@ -1,16 +1,21 @@
-//! Rows as SQLite returns them, and their conversion into the store's models.
+//! Rows as SQLite returns them, converted into the store's models.
 //!
-//! Timestamps are INTEGER Unix milliseconds and enums are small integers; a
-//! value the models cannot represent becomes `StoreError::Backend` (never a
-//! panic).
+//! Columns are read by position (the `*_columns!` lists fix the order), which
+//! is cheaper than by name. Timestamps are INTEGER Unix milliseconds and enums
+//! are small integers; a value the models cannot represent, or a column of an
+//! unexpected type, becomes `StoreError::Backend` (never a panic).
 
 use chatterly_store::{
     Conversation, ConversationKind, Id, Member, Message, MessageKind, Reaction, Role, StoreError,
     StoreResult, Timestamp, User,
 };
 use chrono::DateTime;
+use rusqlite::types::FromSql;
+use rusqlite::{Params, Row, Statement};
 
-/// The columns `UserRow` reads, in table order.
+use crate::error::Db;
+
+/// The columns [`user`] reads, in this order.
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
@@ -18,14 +23,14 @@ macro_rules! user_columns {
     };
 }
 
-/// The columns `ConversationRow` reads.
+/// The columns [`conversation`] reads.
 macro_rules! conversation_columns {
     () => {
         "id, kind, name, description, created_by_id, created_at, last_seq, last_activity_at"
     };
 }
 
-/// The columns `MessageRow` reads.
+/// The columns [`message`] reads.
 macro_rules! message_columns {
     () => {
         "id, conversation_id, user_id, seq, content, kind, parent_message_id, call_session_id, \
@@ -33,7 +38,7 @@ macro_rules! message_columns {
     };
 }
 
-/// The columns `ReactionRow` reads.
+/// The columns [`reaction`] reads.
 macro_rules! reaction_columns {
     () => {
         "id, message_id, user_id, emoji, created_at"
@@ -65,148 +70,110 @@ pub(crate) fn role_from(value: i16) -> StoreResult<Role> {
     Role::from_i16(value).ok_or_else(|| bad_enum("role", value))
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct UserRow {
-    id: Id,
-    email: String,
-    username: String,
-    display_name: Option<String>,
-    avatar_url: Option<String>,
-    password_hash: String,
-    failed_attempts: i32,
-    locked_at: Option<i64>,
-    last_seen_at: Option<i64>,
-    created_at: i64,
+/// Column `i` of `row`.
+fn get<T: FromSql>(row: &Row<'_>, i: usize) -> StoreResult<T> {
+    row.get(i).db()
 }
 
-impl UserRow {
-    pub(crate) fn into_model(self) -> StoreResult<User> {
-        Ok(User {
-            id: self.id,
-            email: self.email,
-            username: self.username,
-            display_name: self.display_name,
-            avatar_url: self.avatar_url,
-            password_hash: self.password_hash,
-            failed_attempts: self.failed_attempts,
-            locked_at: from_millis_opt(self.locked_at)?,
-            last_seen_at: from_millis_opt(self.last_seen_at)?,
-            created_at: from_millis(self.created_at)?,
-        })
+/// A user from `user_columns!()`, starting at column `at`.
+pub(crate) fn user(row: &Row<'_>, at: usize) -> StoreResult<User> {
+    Ok(User {
+        id: get(row, at)?,
+        email: get(row, at + 1)?,
+        username: get(row, at + 2)?,
+        display_name: get(row, at + 3)?,
+        avatar_url: get(row, at + 4)?,
+        password_hash: get(row, at + 5)?,
+        failed_attempts: get(row, at + 6)?,
+        locked_at: from_millis_opt(get(row, at + 7)?)?,
+        last_seen_at: from_millis_opt(get(row, at + 8)?)?,
+        created_at: from_millis(get(row, at + 9)?)?,
+    })
+}
+
+/// A conversation from `conversation_columns!()`.
+pub(crate) fn conversation(row: &Row<'_>) -> StoreResult<Conversation> {
+    let kind: i16 = get(row, 1)?;
+    Ok(Conversation {
+        id: get(row, 0)?,
+        kind: ConversationKind::from_i16(kind)
+            .ok_or_else(|| bad_enum("conversation kind", kind))?,
+        name: get(row, 2)?,
+        description: get(row, 3)?,
+        created_by_id: get(row, 4)?,
+        created_at: from_millis(get(row, 5)?)?,
+        last_seq: get(row, 6)?,
+        last_activity_at: from_millis(get(row, 7)?)?,
+    })
+}
+
+/// A member from `conversation_id, role, joined_at` then `user_columns!()`.
+pub(crate) fn member(row: &Row<'_>) -> StoreResult<Member> {
+    Ok(Member {
+        conversation_id: get(row, 0)?,
+        role: role_from(get(row, 1)?)?,
+        joined_at: from_millis(get(row, 2)?)?,
+        user: user(row, 3)?,
+    })
+}
+
+/// A message from `message_columns!()`.
+pub(crate) fn message(row: &Row<'_>) -> StoreResult<Message> {
+    let kind: i16 = get(row, 5)?;
+    Ok(Message {
+        id: get(row, 0)?,
+        conversation_id: get(row, 1)?,
+        user_id: get(row, 2)?,
+        seq: get(row, 3)?,
+        content: get(row, 4)?,
+        kind: MessageKind::from_i16(kind).ok_or_else(|| bad_enum("message kind", kind))?,
+        parent_message_id: get(row, 6)?,
+        call_session_id: get(row, 7)?,
+        client_message_id: get(row, 8)?,
+        created_at: from_millis(get(row, 9)?)?,
+        edited_at: from_millis_opt(get(row, 10)?)?,
+        deleted_at: from_millis_opt(get(row, 11)?)?,
+    })
+}
+
+/// A reaction from `reaction_columns!()`.
+pub(crate) fn reaction(row: &Row<'_>) -> StoreResult<Reaction> {
+    Ok(Reaction {
+        id: get(row, 0)?,
+        message_id: get(row, 1)?,
+        user_id: get(row, 2)?,
+        emoji: get(row, 3)?,
+        created_at: from_millis(get(row, 4)?)?,
+    })
+}
+
+/// The first row of `statement` converted, or `None` when there is none.
+pub(crate) fn optional<T>(
+    statement: &mut Statement<'_>,
+    params: impl Params,
+    convert: impl FnOnce(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut rows = statement.query(params).db()?;
+    match rows.next().db()? {
+        Some(row) => convert(row).map(Some),
+        None => Ok(None),
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct ConversationRow {
-    id: Id,
-    kind: i16,
-    name: Option<String>,
-    description: Option<String>,
-    created_by_id: Option<Id>,
-    created_at: i64,
-    last_seq: i64,
-    last_activity_at: i64,
-}
-
-impl ConversationRow {
-    pub(crate) fn into_model(self) -> StoreResult<Conversation> {
-        Ok(Conversation {
-            id: self.id,
-            kind: ConversationKind::from_i16(self.kind)
-                .ok_or_else(|| bad_enum("conversation kind", self.kind))?,
-            name: self.name,
-            description: self.description,
-            created_by_id: self.created_by_id,
-            created_at: from_millis(self.created_at)?,
-            last_seq: self.last_seq,
-            last_activity_at: from_millis(self.last_activity_at)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct MemberRow {
-    conversation_id: Id,
-    role: i16,
-    joined_at: i64,
-    #[sqlx(flatten)]
-    user: UserRow,
-}
-
-impl MemberRow {
-    pub(crate) fn into_model(self) -> StoreResult<Member> {
-        Ok(Member {
-            conversation_id: self.conversation_id,
-            role: role_from(self.role)?,
-            joined_at: from_millis(self.joined_at)?,
-            user: self.user.into_model()?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct MessageRow {
-    id: Id,
-    conversation_id: Id,
-    user_id: Id,
-    seq: i64,
-    content: String,
-    kind: i16,
-    parent_message_id: Option<Id>,
-    call_session_id: Option<Id>,
-    client_message_id: Option<String>,
-    created_at: i64,
-    edited_at: Option<i64>,
-    deleted_at: Option<i64>,
-}
-
-impl MessageRow {
-    pub(crate) fn into_model(self) -> StoreResult<Message> {
-        Ok(Message {
-            id: self.id,
-            conversation_id: self.conversation_id,
-            user_id: self.user_id,
-            seq: self.seq,
-            content: self.content,
-            kind: MessageKind::from_i16(self.kind)
-                .ok_or_else(|| bad_enum("message kind", self.kind))?,
-            parent_message_id: self.parent_message_id,
-            call_session_id: self.call_session_id,
-            client_message_id: self.client_message_id,
-            created_at: from_millis(self.created_at)?,
-            edited_at: from_millis_opt(self.edited_at)?,
-            deleted_at: from_millis_opt(self.deleted_at)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct ReactionRow {
-    id: Id,
-    message_id: Id,
-    user_id: Id,
-    emoji: String,
-    created_at: i64,
-}
-
-impl ReactionRow {
-    pub(crate) fn into_model(self) -> StoreResult<Reaction> {
-        Ok(Reaction {
-            id: self.id,
-            message_id: self.message_id,
-            user_id: self.user_id,
-            emoji: self.emoji,
-            created_at: from_millis(self.created_at)?,
-        })
-    }
-}
-
-/// Converts every row, failing on the first one that does not convert.
-pub(crate) fn all<R, T>(
-    rows: Vec<R>,
-    convert: impl Fn(R) -> StoreResult<T>,
+/// Every row of `statement` converted, failing on the first one that does not
+/// convert. `capacity` is a hint (e.g. the query's LIMIT).
+pub(crate) fn all<T>(
+    statement: &mut Statement<'_>,
+    params: impl Params,
+    capacity: usize,
+    convert: impl Fn(&Row<'_>) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
-    rows.into_iter().map(convert).collect()
+    let mut rows = statement.query(params).db()?;
+    let mut out = Vec::with_capacity(capacity);
+    while let Some(row) = rows.next().db()? {
+        out.push(convert(row)?);
+    }
+    Ok(out)
 }
 
 /// `ids` as a JSON array, for `json_each(?)`: one statement (and one cached
