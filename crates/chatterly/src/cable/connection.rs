@@ -2,6 +2,7 @@
 //! sends the 3-second heartbeat, and runs the channels' subscribe/unsubscribe
 //! hooks. Its state is a few small fields; everything shared lives in the hub.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ const WRITE_BATCH: usize = 64;
 const LAST_SEEN_EVERY: Duration = Duration::from_secs(300);
 /// Messages per catch-up page.
 const CATCH_UP_PAGE: u32 = 200;
+/// How long a closing socket may take to write its `disconnect` frame; a
+/// client that does not read by then is dropped without it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 struct Subscription {
     identifier: Arc<str>,
@@ -89,10 +93,27 @@ pub async fn run(mut socket: WebSocket, cable: Arc<Cable>, identity: Identity, u
     };
     if let End::Close(reason) = end {
         let bye = protocol::disconnect(reason.wire_reason(), reason.reconnect());
-        let _ = socket.send(text(bye)).await;
-        let _ = socket.send(Message::Close(None)).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            socket.send(text(bye)).await?;
+            socket.send(Message::Close(None)).await
+        })
+        .await;
     }
     session.finish().await;
+}
+
+/// Runs a write unless the hub closes the socket meanwhile. A client that
+/// stops reading blocks writes once the kernel buffers are full; without this
+/// its task would wait forever and never act on `slow_consumer`.
+async fn guarded<T>(
+    connection: &Connection,
+    write: impl Future<Output = Result<T, axum::Error>>,
+) -> Result<T, End> {
+    tokio::select! {
+        biased;
+        result = write => result.map_err(|_| End::Gone),
+        reason = connection.closed() => Err(End::Close(reason)),
+    }
 }
 
 impl Session {
@@ -133,14 +154,16 @@ impl Session {
                 },
                 item = outbox.recv() => {
                     let Some(item) = item else { return End::Gone };
-                    if self.write_batch(socket, outbox, item).await.is_err() {
-                        return End::Gone;
+                    let batch = self.write_batch(socket, outbox, item);
+                    if let Err(end) = guarded(&connection, batch).await {
+                        return end;
                     }
                 }
                 _ = heartbeat.tick() => {
                     let now = chrono::Utc::now().timestamp();
-                    if socket.send(text(protocol::ping(now))).await.is_err() {
-                        return End::Gone;
+                    let ping = socket.send(text(protocol::ping(now)));
+                    if let Err(end) = guarded(&connection, ping).await {
+                        return end;
                     }
                     self.expire_typing();
                 }
@@ -227,7 +250,7 @@ impl Session {
     }
 
     async fn send(&self, socket: &mut WebSocket, frame: String) -> Result<(), End> {
-        socket.send(text(frame)).await.map_err(|_| End::Gone)
+        guarded(&self.connection, socket.send(text(frame))).await
     }
 
     async fn subscribe(&mut self, socket: &mut WebSocket, identifier: String) -> Result<(), End> {
@@ -318,13 +341,11 @@ impl Session {
             let full = page.len() == CATCH_UP_PAGE as usize;
             for message in &page {
                 let payload = Domain::new_message_payload(message);
-                socket
-                    .feed(text(format!("{prefix}{payload}}}")))
-                    .await
-                    .map_err(|_| End::Gone)?;
+                let frame = text(format!("{prefix}{payload}}}"));
+                guarded(&self.connection, socket.feed(frame)).await?;
                 after = after.max(message.seq);
             }
-            socket.flush().await.map_err(|_| End::Gone)?;
+            guarded(&self.connection, socket.flush()).await?;
             if !full {
                 break;
             }
