@@ -23,11 +23,16 @@ pub enum Outcome {
     Connect,
     /// Any other transport failure (reset, truncated body, ...).
     Transport,
+    /// Success of a step that has no HTTP status (a WebSocket welcome or
+    /// subscription).
+    Done,
+    /// A failure with no HTTP status, named (e.g. `rejected`, `closed`).
+    Failed(&'static str),
 }
 
 impl Outcome {
     pub fn is_success(self) -> bool {
-        matches!(self, Outcome::Status(s) if (200..300).contains(&s))
+        matches!(self, Outcome::Status(s) if (200..300).contains(&s)) || self == Outcome::Done
     }
 
     /// Key used in the per-status counts: `"201"`, `"429"`, `"timeout"`, ...
@@ -37,6 +42,8 @@ impl Outcome {
             Outcome::Timeout => "timeout".into(),
             Outcome::Connect => "connect".into(),
             Outcome::Transport => "transport".into(),
+            Outcome::Done => "ok".into(),
+            Outcome::Failed(kind) => kind.into(),
         }
     }
 
@@ -56,6 +63,18 @@ impl Outcome {
 pub struct Session {
     pub id: i64,
     pub auth: HeaderValue,
+}
+
+impl Session {
+    /// The JWT itself (the `Authorization` value without `Bearer `), as the
+    /// `token` query parameter of `/cable` wants it.
+    pub fn token(&self) -> &str {
+        self.auth
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+    }
 }
 
 /// One page of `GET .../messages` (contract 4.5), with the fields the load

@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 const LONG_ABOUT: &str = "\
-Load generator for Chatterly: drives a running server over real HTTP and reports \
-throughput, latency percentiles (HDR histogram, microsecond resolution) and errors by status.
+Load generator for Chatterly: drives a running server over real HTTP and WebSockets and \
+reports throughput, latency percentiles (HDR histogram, microsecond resolution) and errors by status.
 
 Each scenario prepares its own data first (registers fresh users with random names, creates \
 a group conversation, seeds messages), then measures for --duration seconds (or until \
@@ -26,13 +26,15 @@ const AFTER_HELP: &str = "\
 Examples:
     chatterly-load rest-read --concurrency 64 --duration 10
     chatterly-load send --concurrency 32 --conversations 4 --duration 10 --json send.json
-    chatterly-load send --rate 2000 --duration 30 --url http://127.0.0.1:3999";
+    chatterly-load send --rate 2000 --duration 30 --url http://127.0.0.1:3999
+    chatterly-load idle-sockets --sockets 10000 --server-pid $SERVER_PID --hold 30
+    chatterly-load fanout --conversations 10 --members 100 --rate 1000 --duration 10";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "chatterly-load",
     version,
-    about = "Load generator for Chatterly (REST scenarios). Run the server with `--rate-limits off`.",
+    about = "Load generator for Chatterly (REST and WebSocket scenarios). Run the server with `--rate-limits off`.",
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP
 )]
@@ -53,7 +55,8 @@ pub struct Cli {
     pub json: Option<PathBuf>,
 
     /// Per-request timeout in seconds (a request that takes longer counts as a
-    /// `timeout` error).
+    /// `timeout` error); for sockets, from TCP connect to the last
+    /// subscription confirmation.
     #[arg(long, global = true, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub timeout: f64,
 
@@ -91,6 +94,26 @@ pub enum ScenarioCommand {
     /// should run with `--rate-limits off` (its default allows 10 sends per
     /// user per second).
     Send(SendArgs),
+    /// Idle WebSockets: opens --sockets sockets to /cable at a bounded rate,
+    /// subscribes each to a conversation, and holds them for --hold seconds
+    /// answering nothing; reports the connect rate and latency, failures and,
+    /// with --server-pid, the server's memory per socket.
+    ///
+    /// Setup registers --users users (sockets share their tokens) and creates
+    /// one group conversation with all of them. The server should run with
+    /// `--rate-limits off` and, for thousands of sockets, a raised `ulimit -n`
+    /// (every socket is a file descriptor on both sides).
+    IdleSockets(IdleSocketsArgs),
+    /// Fan-out: --conversations conversations with --members subscribed
+    /// sockets each; senders post over REST at --rate messages/s in total
+    /// and every socket timestamps every `new_message`. Reports deliveries/s,
+    /// send-to-delivery latency, expected vs received deliveries, lost and
+    /// duplicated ones.
+    ///
+    /// Exits with status 1 when a delivery is lost, duplicated or reaches a
+    /// socket of another conversation. The server should run with
+    /// `--rate-limits off`.
+    Fanout(FanoutArgs),
 }
 
 /// Bounds and parallelism shared by all scenarios.
@@ -193,6 +216,166 @@ impl SendArgs {
     }
 }
 
+/// How the socket scenarios open their sockets.
+#[derive(Debug, Clone, Args)]
+pub struct DialArgs {
+    /// Socket attempts in flight at once (TCP connect, upgrade, welcome,
+    /// subscribe).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connect_concurrency: u32,
+
+    /// Start no new socket after this many seconds of connecting (the run
+    /// stays bounded when the server stops answering).
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds)]
+    pub connect_within: f64,
+
+    /// Spread sockets over this many local addresses 127.0.0.2, 127.0.0.3, ...
+    /// (each has its own ephemeral ports) [default: one per 8000 sockets; none
+    /// below that, the kernel picks 127.0.0.1].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(1..=250))]
+    pub source_addrs: Option<u8>,
+}
+
+impl DialArgs {
+    pub fn connect_within(&self) -> Duration {
+        Duration::from_secs_f64(self.connect_within)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleSocketsArgs {
+    /// Sockets to open and hold (the load tool's own open-file limit must
+    /// allow them; it raises its soft limit to the hard one at start).
+    #[arg(long, short = 'n', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sockets: u32,
+
+    /// PID of the server process, to read its memory from /proc/PID/status
+    /// before the first connect and after all sockets are subscribed.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Seconds to hold the sockets open once all are subscribed (and settled).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub hold: f64,
+
+    /// Seconds to wait after the last socket is subscribed before measuring
+    /// the server's memory (a heartbeat period, so every socket has sent a
+    /// ping).
+    #[arg(long, value_name = "SECONDS", default_value = "3.5", value_parser = parse_seconds)]
+    pub settle: f64,
+
+    /// With --server-pid: before the first connect, wait up to this long for
+    /// the server to return the memory setup used (password hashing runs on
+    /// blocking threads that keep their memory until they exit, after 10 s
+    /// idle in tokio).
+    #[arg(long, value_name = "SECONDS", default_value = "12", value_parser = parse_seconds)]
+    pub baseline_wait: f64,
+
+    /// Users to register; socket i uses user i mod U's token. One by default:
+    /// each registration hashes a password with Argon2 (19 MiB by default)
+    /// and the server's allocator may keep that memory, which the sockets
+    /// then reuse unseen, so more users blur the memory per socket.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub users: u32,
+
+    /// Also subscribe every socket to PresenceChannel. Every presence
+    /// subscribe is announced to every presence subscriber, so N sockets cost
+    /// N²/2 frames.
+    #[arg(long)]
+    pub presence: bool,
+
+    /// Also subscribe every socket to UserChannel.
+    #[arg(long)]
+    pub user_channel: bool,
+
+    #[command(flatten)]
+    pub dial: DialArgs,
+}
+
+impl IdleSocketsArgs {
+    pub fn parameters(&self) -> Value {
+        json!({
+            "sockets": self.sockets,
+            "server_pid": self.server_pid,
+            "hold_s": self.hold,
+            "settle_s": self.settle,
+            "baseline_wait_s": self.baseline_wait,
+            "users": self.users,
+            "presence": self.presence,
+            "user_channel": self.user_channel,
+            "connect_concurrency": self.dial.connect_concurrency,
+            "connect_within_s": self.dial.connect_within,
+            "source_addrs": self.dial.source_addrs,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Senders (-c, each one request in flight), --duration and --requests
+    /// bound the sending.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Conversations; message k goes to conversation k mod C.
+    #[arg(long, short = 'k', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub conversations: u32,
+
+    /// Subscribed sockets per conversation (every message is delivered to
+    /// this many sockets).
+    #[arg(long, short = 'm', default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub members: u32,
+
+    /// Users to register, members of every conversation; sockets and messages
+    /// take them round-robin.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub users: u32,
+
+    /// Total send rate in messages per second, open loop (paced whatever the
+    /// responses do).
+    #[arg(long, value_name = "MSGS_PER_S", default_value = "1000", value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Length of each message's content in bytes (it starts with a marker
+    /// naming the message).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(32..=4000))]
+    pub content_bytes: u32,
+
+    /// PID of the server process, to report its CPU time and memory.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// After the last send, wait at most this long for missing deliveries.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub drain: f64,
+
+    #[command(flatten)]
+    pub dial: DialArgs,
+}
+
+impl FanoutArgs {
+    pub fn parameters(&self) -> Value {
+        json!({
+            "senders": self.run.concurrency,
+            "duration_s": self.run.duration,
+            "requests": self.run.requests,
+            "conversations": self.conversations,
+            "members": self.members,
+            "users": self.users,
+            "rate": self.rate,
+            "content_bytes": self.content_bytes,
+            "drain_s": self.drain,
+            "server_pid": self.server_pid,
+            "connect_concurrency": self.dial.connect_concurrency,
+            "source_addrs": self.dial.source_addrs,
+        })
+    }
+
+    pub fn sockets(&self) -> usize {
+        self.conversations as usize * self.members as usize
+    }
+}
+
 /// Seconds as a positive decimal, at most one hour.
 pub fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s
@@ -273,6 +456,53 @@ mod tests {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_seconds("2.5s"), Ok(2.5));
+    }
+
+    #[test]
+    fn socket_scenarios_parse() {
+        let cli = Cli::try_parse_from([
+            "chatterly-load",
+            "idle-sockets",
+            "--sockets",
+            "18000",
+            "--server-pid",
+            "42",
+            "--hold",
+            "30",
+            "--presence",
+        ])
+        .unwrap();
+        let ScenarioCommand::IdleSockets(args) = cli.scenario else {
+            panic!("idle-sockets")
+        };
+        assert_eq!(args.sockets, 18_000);
+        assert_eq!(args.server_pid, Some(42));
+        assert_eq!(args.hold, 30.0);
+        assert!(args.presence && !args.user_channel);
+        assert_eq!(args.dial.connect_concurrency, 200);
+        assert_eq!(args.dial.source_addrs, None);
+
+        let cli = Cli::try_parse_from([
+            "chatterly-load",
+            "fanout",
+            "--conversations",
+            "10",
+            "--members",
+            "100",
+            "--rate",
+            "1000",
+            "--duration",
+            "10",
+        ])
+        .unwrap();
+        let ScenarioCommand::Fanout(args) = cli.scenario else {
+            panic!("fanout")
+        };
+        assert_eq!(args.sockets(), 1000);
+        assert_eq!(args.rate, 1000.0);
+        assert_eq!(args.run.duration, 10.0);
+        assert!(Cli::try_parse_from(["chatterly-load", "fanout", "--content-bytes", "8"]).is_err());
+        assert!(Cli::try_parse_from(["chatterly-load", "idle-sockets", "--sockets", "0"]).is_err());
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! `chatterly-load`: drives a running Chatterly server over real HTTP and
-//! reports throughput, latency percentiles and errors. See README.md.
+//! WebSockets and reports throughput, latency percentiles and errors. See
+//! README.md.
 //!
 //! Exit status: 0 after a run, 1 when a write scenario's read-back found lost
-//! or duplicated messages or `seq` gaps, 2 on a setup or usage error.
+//! or duplicated messages or `seq` gaps or a fan-out lost, duplicated or
+//! misrouted a delivery, 2 on a setup or usage error.
 
 mod api;
 mod cli;
+mod procfs;
 mod progress;
 mod report;
 mod scenarios;
 mod stats;
 mod target;
 mod verify;
+mod ws;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +38,14 @@ pub fn now_rfc3339() -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every socket is a descriptor: take all the kernel allows this process.
+    let nofile = match procfs::raise_nofile_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            eprintln!("warning: reading RLIMIT_NOFILE: {e}");
+            procfs::NofileLimit::default()
+        }
+    };
     // Refuse a non-loopback target before anything else happens.
     let target = match target::parse_loopback_url(&cli.url) {
         Ok(target) => target,
@@ -54,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(run(cli, target));
+    let result = runtime.block_on(run(cli, target, nofile));
     // Do not wait for requests still in flight after a Ctrl-C.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
@@ -68,7 +80,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs the chosen scenario; `Ok(false)` when its verification failed.
-async fn run(cli: Cli, target: Target) -> Result<bool> {
+async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bool> {
     if let Some(path) = &cli.json {
         // Fail now rather than after the run.
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -84,6 +96,8 @@ async fn run(cli: Cli, target: Target) -> Result<bool> {
     let concurrency = match &cli.scenario {
         ScenarioCommand::RestRead(a) => a.run.workers(),
         ScenarioCommand::Send(a) => a.run.workers(),
+        ScenarioCommand::IdleSockets(_) => 8,
+        ScenarioCommand::Fanout(a) => a.run.workers(),
     };
     // Idle connections kept per host: at least one per worker, so no request
     // waits for a new handshake.
@@ -96,17 +110,22 @@ async fn run(cli: Cli, target: Target) -> Result<bool> {
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(watch_ctrl_c(stop.clone()));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let ctx = Ctx {
         api,
         chatty: !cli.quiet,
         stop,
+        threads: cli.threads.map_or(cpus, usize::from),
+        nofile,
+        timeout: Duration::from_secs_f64(cli.timeout),
     };
     let report = match &cli.scenario {
         ScenarioCommand::RestRead(args) => scenarios::rest_read::run(&ctx, args).await?,
         ScenarioCommand::Send(args) => scenarios::send::run(&ctx, args).await?,
+        ScenarioCommand::IdleSockets(args) => scenarios::idle_sockets::run(&ctx, args).await?,
+        ScenarioCommand::Fanout(args) => scenarios::fanout::run(&ctx, args).await?,
     };
     let mut report = report;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.client = ClientInfo {
         cpus,
         threads: cli.threads.map_or(cpus, usize::from),
@@ -118,7 +137,7 @@ async fn run(cli: Cli, target: Target) -> Result<bool> {
         report.write_json(path)?;
         ctx.say(format!("results written to {}", path.display()));
     }
-    Ok(report.verification.as_ref().is_none_or(|v| v.passed))
+    Ok(report.passed())
 }
 
 /// First Ctrl-C: stop the workers, still report. Second: exit at once.

@@ -20,11 +20,28 @@ impl Progress {
     /// Starts reporting `live` under `label`; `planned` is the run's duration.
     /// With `enabled` false nothing is printed.
     pub fn start(label: &str, live: Arc<Live>, planned: Duration, enabled: bool) -> Progress {
+        let label = label.to_owned();
+        let mut last = (Instant::now(), 0u64);
+        Progress::with_line(enabled, move |elapsed| {
+            let (ok, errors) = live.total();
+            let now = Instant::now();
+            let window = now.duration_since(last.0).as_secs_f64().max(1e-9);
+            let rate = (ok + errors).saturating_sub(last.1) as f64 / window;
+            last = (now, ok + errors);
+            progress_line(&label, elapsed, planned, ok, errors, rate)
+        })
+    }
+
+    /// Prints whatever `line` returns (given the time since the start) about
+    /// once a second on a terminal, every 5 s otherwise.
+    pub fn with_line<F>(enabled: bool, mut line: F) -> Progress
+    where
+        F: FnMut(Duration) -> String + Send + 'static,
+    {
         let (stop, mut stopped) = watch::channel(false);
         if !enabled {
             return Progress { stop, task: None };
         }
-        let label = label.to_owned();
         let tty = std::io::stderr().is_terminal();
         let every = if tty {
             Duration::from_secs(1)
@@ -33,19 +50,13 @@ impl Progress {
         };
         let task = tokio::spawn(async move {
             let start = Instant::now();
-            let mut last = (Instant::now(), 0u64);
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let (ok, errors) = live.total();
-                let now = Instant::now();
-                let window = now.duration_since(last.0).as_secs_f64().max(1e-9);
-                let rate = (ok + errors).saturating_sub(last.1) as f64 / window;
-                last = (now, ok + errors);
-                let line = progress_line(&label, start.elapsed(), planned, ok, errors, rate);
+                let line = line(start.elapsed());
                 let mut err = std::io::stderr().lock();
                 let _ = if tty {
                     write!(err, "\r\x1b[2K{line}")
@@ -101,7 +112,7 @@ pub fn progress_line(
     )
 }
 
-fn trim_float(v: f64) -> String {
+pub fn trim_float(v: f64) -> String {
     let s = format!("{v:.1}");
     s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
 }

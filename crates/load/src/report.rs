@@ -72,6 +72,139 @@ impl Verification {
     }
 }
 
+/// Server memory around the idle-sockets run, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerMemory {
+    pub pid: u32,
+    /// `/proc/<pid>/comm`, to show which process was measured.
+    pub command: Option<String>,
+    /// Before the first connect.
+    pub vm_rss_before_kib: u64,
+    /// After every socket was subscribed and the settle time passed.
+    pub vm_rss_after_kib: u64,
+    /// At the end of the hold.
+    pub vm_rss_end_kib: u64,
+    /// Peak RSS of the server's life, read at the end of the hold.
+    pub vm_hwm_kib: u64,
+    /// (after − before) / subscribed sockets.
+    pub per_socket_kib: f64,
+    /// Slope of RSS over the second half of the connects (less sensitive to
+    /// memory the server had freed before the run and reuses).
+    pub marginal_per_socket_kib: Option<f64>,
+    /// A few seconds after the sockets were closed.
+    pub vm_rss_after_close_kib: Option<u64>,
+    pub fds_before: Option<usize>,
+    pub fds_after: Option<usize>,
+    /// The server's RLIMIT_NOFILE (soft, hard): the most sockets it can hold.
+    pub nofile_soft: Option<u64>,
+    pub nofile_hard: Option<u64>,
+    /// Server CPU time (user + system) while the sockets were opened, and
+    /// over the hold.
+    pub cpu_connect_s: Option<f64>,
+    pub cpu_hold_s: Option<f64>,
+}
+
+/// The load tool's own cost, to show it was not the bottleneck.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientMemory {
+    pub vm_rss_kib: u64,
+    pub vm_hwm_kib: u64,
+    pub nofile_soft: u64,
+    pub nofile_hard: u64,
+    /// CPU time of the load tool over the measured part (connect and hold,
+    /// or sending and draining).
+    pub cpu_s: Option<f64>,
+}
+
+/// RSS of the server after `sockets` subscriptions.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Checkpoint {
+    pub sockets: u64,
+    pub vm_rss_kib: u64,
+}
+
+/// The idle-sockets scenario's own results.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SocketsReport {
+    pub requested: usize,
+    pub subscribed: u64,
+    pub failed: u64,
+    pub not_attempted: usize,
+    /// From the first connect to the last attempt's end.
+    pub connect_seconds: f64,
+    /// Subscribed sockets per second of connecting.
+    pub connect_rate_per_s: f64,
+    pub channels: Vec<String>,
+    /// Local addresses the sockets were spread over (empty: kernel's choice).
+    pub source_addrs: Vec<String>,
+    pub held_s: f64,
+    /// Sockets that ended before the run closed them, by how they ended.
+    pub closed_early: u64,
+    pub closed_by: BTreeMap<String, u64>,
+    /// `disconnect` frames the server sent, by reason.
+    pub disconnects: BTreeMap<String, u64>,
+    /// Frames received during the hold (heartbeats, mostly).
+    pub frames_during_hold: u64,
+    /// Longest time a socket went without a frame during the hold.
+    pub max_frame_gap_ms: u64,
+    /// Sockets that went more than 6 s without a frame during the hold (an
+    /// Action Cable client would reconnect).
+    pub stale_sockets: u64,
+    pub failure_examples: Vec<String>,
+    /// Connections dropped by full accept queues while connecting (kernel
+    /// counter `ListenOverflows`, whole machine); each costs the client a SYN
+    /// retransmit, about 1 s.
+    pub listen_overflows: Option<u64>,
+    pub server: Option<ServerMemory>,
+    pub client: ClientMemory,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// The fanout scenario's own results.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FanoutReport {
+    /// No delivery lost, duplicated or misrouted.
+    pub passed: bool,
+    pub conversations: usize,
+    pub members: usize,
+    pub sockets: usize,
+    pub connect_seconds: f64,
+    /// Sends attempted and acknowledged (2xx).
+    pub messages_sent: u64,
+    pub messages_acked: u64,
+    /// Acknowledged messages × sockets of their conversation.
+    pub expected_deliveries: u64,
+    /// `new_message` frames of this run's messages that reached a socket of
+    /// the right conversation (duplicates included).
+    pub received_deliveries: u64,
+    /// Expected deliveries that never arrived.
+    pub lost: u64,
+    /// Repeated deliveries of a message to the same socket.
+    pub duplicated: u64,
+    /// Deliveries to a socket of another conversation.
+    pub misrouted: u64,
+    /// Deliveries of messages whose send got no 2xx (e.g. timed out after the
+    /// commit): not counted as lost or expected.
+    pub delivered_without_ack: u64,
+    /// `new_message` frames not from this run.
+    pub foreign: u64,
+    /// From the first send to the last delivery.
+    pub delivery_window_s: f64,
+    pub deliveries_per_s: f64,
+    /// Send start to arrival at the socket, over all deliveries.
+    pub delivery_latency_us: LatencySummary,
+    pub sockets_closed: u64,
+    pub closed_by: BTreeMap<String, u64>,
+    pub disconnects: BTreeMap<String, u64>,
+    /// With --server-pid: the server's CPU time from the first send to the
+    /// end of the drain, and its memory at the end.
+    pub server_pid: Option<u32>,
+    pub server_cpu_s: Option<f64>,
+    pub server_vm_rss_kib: Option<u64>,
+    pub server_vm_hwm_kib: Option<u64>,
+    pub client: ClientMemory,
+}
+
 /// The load tool's own side of the run, for comparing results.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClientInfo {
@@ -111,6 +244,10 @@ pub struct Report {
     pub errors_by_status: BTreeMap<String, u64>,
     pub operations: Vec<Operation>,
     pub verification: Option<Verification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<SocketsReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutReport>,
     pub notes: Vec<String>,
 }
 
@@ -159,8 +296,17 @@ impl Report {
             errors_by_status: all.errors_by_status(),
             operations,
             verification: None,
+            sockets: None,
+            fanout: None,
             notes: Vec::new(),
         }
+    }
+
+    /// `false` when a check of the run failed (read-back or deliveries): the
+    /// process then exits with status 1.
+    pub fn passed(&self) -> bool {
+        self.verification.as_ref().is_none_or(|v| v.passed)
+            && self.fanout.as_ref().is_none_or(|f| f.passed)
     }
 
     /// Adds the notes any scenario's counts call for.
@@ -274,6 +420,14 @@ impl Report {
                 let _ = writeln!(out);
             }
         }
+        if let Some(sockets) = &self.sockets {
+            let _ = writeln!(out);
+            render_sockets(&mut out, sockets);
+        }
+        if let Some(fanout) = &self.fanout {
+            let _ = writeln!(out);
+            render_fanout(&mut out, fanout);
+        }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
@@ -285,6 +439,187 @@ impl Report {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing --json {}", path.display()))
     }
+}
+
+/// `123.4 MiB` from KiB.
+pub fn format_kib(kib: u64) -> String {
+    if kib >= 10 * 1024 {
+        format!("{:.1} MiB", kib as f64 / 1024.0)
+    } else {
+        format!("{kib} KiB")
+    }
+}
+
+fn render_sockets(out: &mut String, s: &SocketsReport) {
+    let _ = writeln!(
+        out,
+        "sockets      {} subscribed of {} ({} failed, {} not attempted) in {:.2}s: {}",
+        s.subscribed,
+        s.requested,
+        s.failed,
+        s.not_attempted,
+        s.connect_seconds,
+        format_rate(s.connect_rate_per_s)
+    );
+    let _ = writeln!(out, "channels     {}", s.channels.join(", "));
+    if !s.source_addrs.is_empty() {
+        let _ = writeln!(out, "sources      {}", s.source_addrs.join(" "));
+    }
+    let _ = write!(
+        out,
+        "hold         {}s: {} closed early, {} frames, longest gap between frames {}, {} stale (> 6 s)",
+        crate::progress::trim_float(s.held_s),
+        s.closed_early,
+        s.frames_during_hold,
+        crate::stats::format_micros(s.max_frame_gap_ms * 1000),
+        s.stale_sockets
+    );
+    if !s.closed_by.is_empty() {
+        let _ = write!(out, " (closed by {})", format_counts(&s.closed_by));
+    }
+    if !s.disconnects.is_empty() {
+        let _ = write!(out, " (disconnect {})", format_counts(&s.disconnects));
+    }
+    let _ = writeln!(out);
+    if let Some(m) = &s.server {
+        let _ = writeln!(
+            out,
+            "server       pid {}{}: VmRSS {} before, {} after (+{}), {} at the end; VmHWM {}",
+            m.pid,
+            m.command
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default(),
+            format_kib(m.vm_rss_before_kib),
+            format_kib(m.vm_rss_after_kib),
+            format_kib(m.vm_rss_after_kib.saturating_sub(m.vm_rss_before_kib)),
+            format_kib(m.vm_rss_end_kib),
+            format_kib(m.vm_hwm_kib)
+        );
+        let _ = write!(
+            out,
+            "memory       {:.2} KiB per socket ((after - before) / {})",
+            m.per_socket_kib, s.subscribed
+        );
+        if let Some(marginal) = m.marginal_per_socket_kib {
+            let _ = write!(out, ", {marginal:.2} KiB marginal (second half)");
+        }
+        if let Some(closed) = m.vm_rss_after_close_kib {
+            let _ = write!(out, "; {} after closing", format_kib(closed));
+        }
+        let _ = writeln!(out);
+        let fds = |v: Option<usize>| v.map_or("?".to_owned(), |n| n.to_string());
+        let limit = |v: Option<u64>| match v {
+            Some(u64::MAX) => "unlimited".to_owned(),
+            Some(n) => n.to_string(),
+            None => "?".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "server fds   {} before, {} after; RLIMIT_NOFILE soft {} hard {}",
+            fds(m.fds_before),
+            fds(m.fds_after),
+            limit(m.nofile_soft),
+            limit(m.nofile_hard)
+        );
+        if let (Some(connect), Some(hold)) = (m.cpu_connect_s, m.cpu_hold_s) {
+            let _ = writeln!(
+                out,
+                "server CPU   {connect:.2}s opening the sockets ({:.0}µs each), {hold:.2}s over the hold ({:.1}% of a CPU)",
+                connect * 1e6 / s.subscribed.max(1) as f64,
+                hold * 100.0 / s.held_s.max(1e-9)
+            );
+        }
+    }
+    let c = &s.client;
+    let _ = writeln!(
+        out,
+        "client       VmRSS {} ({:.2} KiB per socket), VmHWM {}, RLIMIT_NOFILE {}{}",
+        format_kib(c.vm_rss_kib),
+        c.vm_rss_kib as f64 / (s.subscribed.max(1)) as f64,
+        format_kib(c.vm_hwm_kib),
+        c.nofile_soft,
+        c.cpu_s
+            .map(|cpu| format!(", CPU {cpu:.2}s"))
+            .unwrap_or_default()
+    );
+    if let Some(overflows) = s.listen_overflows.filter(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "kernel       {overflows} SYNs dropped by a full listen queue while connecting (ListenOverflows)"
+        );
+    }
+    for example in &s.failure_examples {
+        let _ = writeln!(out, "failure      {example}");
+    }
+}
+
+fn render_fanout(out: &mut String, f: &FanoutReport) {
+    let _ = writeln!(
+        out,
+        "fanout       {} conversations x {} sockets = {} sockets (opened in {:.2}s)",
+        f.conversations, f.members, f.sockets, f.connect_seconds
+    );
+    let _ = writeln!(
+        out,
+        "messages     {} sent, {} acknowledged",
+        f.messages_sent, f.messages_acked
+    );
+    let _ = writeln!(
+        out,
+        "deliveries   {} expected, {} received: {} over {:.2}s",
+        f.expected_deliveries,
+        f.received_deliveries,
+        format_rate(f.deliveries_per_s),
+        f.delivery_window_s
+    );
+    let _ = write!(
+        out,
+        "delivery {}: {} lost, {} duplicated, {} misrouted; {} delivered without ack, {} foreign",
+        if f.passed { "PASSED" } else { "FAILED" },
+        f.lost,
+        f.duplicated,
+        f.misrouted,
+        f.delivered_without_ack,
+        f.foreign
+    );
+    if f.sockets_closed > 0 {
+        let _ = write!(
+            out,
+            "; {} sockets closed ({})",
+            f.sockets_closed,
+            format_counts(&f.closed_by)
+        );
+    }
+    if !f.disconnects.is_empty() {
+        let _ = write!(out, "; disconnect {}", format_counts(&f.disconnects));
+    }
+    let _ = writeln!(out);
+    let window = f.delivery_window_s.max(1e-9);
+    if let Some(pid) = f.server_pid {
+        let _ = writeln!(
+            out,
+            "server       pid {pid}: CPU {} ({}), VmRSS {}, VmHWM {}",
+            f.server_cpu_s
+                .map_or("?".to_owned(), |cpu| format!("{cpu:.2}s")),
+            f.server_cpu_s.map_or("?".to_owned(), |cpu| format!(
+                "{:.0}% of a CPU",
+                cpu * 100.0 / window
+            )),
+            f.server_vm_rss_kib.map_or("?".to_owned(), format_kib),
+            f.server_vm_hwm_kib.map_or("?".to_owned(), format_kib)
+        );
+    }
+    let c = &f.client;
+    let _ = writeln!(
+        out,
+        "client       VmRSS {}, VmHWM {}{}",
+        format_kib(c.vm_rss_kib),
+        format_kib(c.vm_hwm_kib),
+        c.cpu_s
+            .map(|cpu| format!(", CPU {cpu:.2}s ({:.0}% of a CPU)", cpu * 100.0 / window))
+            .unwrap_or_default()
+    );
 }
 
 fn round1(v: f64) -> f64 {
@@ -416,6 +751,74 @@ mod tests {
         );
         assert!(text.contains("seq NOT contiguous"), "{text}");
         assert!(text.contains("(missing e.g. [1])"), "{text}");
+    }
+
+    #[test]
+    fn sockets_section() {
+        let mut r = sample();
+        r.sockets = Some(SocketsReport {
+            requested: 1000,
+            subscribed: 1000,
+            connect_seconds: 2.0,
+            connect_rate_per_s: 500.0,
+            channels: vec!["ConversationChannel".into()],
+            held_s: 10.0,
+            max_frame_gap_ms: 3010,
+            server: Some(ServerMemory {
+                pid: 42,
+                command: Some("chatterly".into()),
+                vm_rss_before_kib: 20_480,
+                vm_rss_after_kib: 28_672,
+                vm_rss_end_kib: 28_700,
+                vm_hwm_kib: 30_000,
+                per_socket_kib: 8.192,
+                nofile_soft: Some(20_000),
+                ..ServerMemory::default()
+            }),
+            ..SocketsReport::default()
+        });
+        assert!(r.passed());
+        let text = r.render_text();
+        assert!(
+            text.contains("sockets      1000 subscribed of 1000 (0 failed, 0 not attempted) in 2.00s: 500.0/s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("VmRSS 20.0 MiB before, 28.0 MiB after (+8192 KiB)"),
+            "{text}"
+        );
+        assert!(text.contains("memory       8.19 KiB per socket"), "{text}");
+        assert!(text.contains("longest gap between frames 3.01s"), "{text}");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["sockets"]["server"]["per_socket_kib"], 8.192);
+        assert!(v.get("fanout").is_none());
+    }
+
+    #[test]
+    fn fanout_section_and_status() {
+        let mut r = sample();
+        r.fanout = Some(FanoutReport {
+            passed: false,
+            conversations: 10,
+            members: 100,
+            sockets: 1000,
+            expected_deliveries: 100,
+            received_deliveries: 99,
+            lost: 1,
+            ..FanoutReport::default()
+        });
+        assert!(!r.passed());
+        let text = r.render_text();
+        assert!(
+            text.contains("10 conversations x 100 sockets = 1000 sockets"),
+            "{text}"
+        );
+        assert!(
+            text.contains("delivery FAILED: 1 lost, 0 duplicated"),
+            "{text}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["fanout"]["lost"], 1);
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Recorder {
     pub fn errors_by_status(&self) -> BTreeMap<String, u64> {
         self.by_status
             .iter()
-            .filter(|(k, _)| !k.starts_with('2') || k.len() != 3)
+            .filter(|(k, _)| (!k.starts_with('2') || k.len() != 3) && *k != "ok")
             .map(|(k, v)| (k.clone(), *v))
             .collect()
     }

@@ -3,7 +3,7 @@
 //! request is sent, and redirects are never followed (see [`crate::api`]).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use reqwest::Url;
 
@@ -42,6 +42,34 @@ impl Target {
     /// Absolute URL of an API path such as `/api/v1/users/me`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The WebSocket endpoint: `ws://host:port[/prefix]/cable`.
+    pub fn cable_url(&self) -> String {
+        let rest = self.base.strip_prefix("http://").unwrap_or(&self.base);
+        format!("ws://{rest}/cable")
+    }
+
+    /// The address to open sockets to: the literal address, or for
+    /// `localhost` its first loopback address (IPv4 preferred). Never anything
+    /// but a loopback address.
+    pub async fn socket_addr(&self) -> Result<SocketAddr, TargetError> {
+        let host = self.url.host_str().unwrap_or_default();
+        let port = self.url.port_or_known_default().unwrap_or(80);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let mut candidates: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| refuse(self.url.as_str(), format!("cannot resolve {host}: {e}")))?
+                .collect(),
+        };
+        candidates.retain(|a| a.ip().is_loopback());
+        candidates.sort_by_key(|a| !a.is_ipv4());
+        candidates
+            .first()
+            .copied()
+            .ok_or_else(|| refuse(self.url.as_str(), format!("{host} has no loopback address")))
     }
 
     /// `true` when the host is the name `localhost` (which must then resolve to
@@ -184,6 +212,21 @@ mod tests {
             prefixed.endpoint("/api/v1/users/me"),
             "http://localhost:8080/chat/api/v1/users/me"
         );
+    }
+
+    #[tokio::test]
+    async fn cable_url_and_socket_address() {
+        let t = parse_loopback_url("http://127.0.0.2:3997/").unwrap();
+        assert_eq!(t.cable_url(), "ws://127.0.0.2:3997/cable");
+        assert_eq!(
+            t.socket_addr().await.unwrap(),
+            "127.0.0.2:3997".parse().unwrap()
+        );
+        let v6 = parse_loopback_url("http://[::1]:80/chat").unwrap();
+        assert_eq!(v6.cable_url(), "ws://[::1]/chat/cable");
+        assert_eq!(v6.socket_addr().await.unwrap(), "[::1]:80".parse().unwrap());
+        let named = parse_loopback_url("http://localhost:9").unwrap();
+        assert!(named.socket_addr().await.unwrap().ip().is_loopback());
     }
 
     #[tokio::test]

@@ -8,6 +8,9 @@
 //! [`crate::report::Report`]. Adding one means a module here, an args struct
 //! and a variant in [`crate::cli::ScenarioCommand`], and a line in `main`.
 
+pub mod dial;
+pub mod fanout;
+pub mod idle_sockets;
 pub mod rest_read;
 pub mod send;
 
@@ -22,6 +25,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::api::{Api, Session};
+use crate::procfs::NofileLimit;
 
 /// Password of every generated user (they live only on a test server).
 const PASSWORD: &str = "load-test-password";
@@ -37,6 +41,13 @@ pub struct Ctx {
     pub chatty: bool,
     /// Set by Ctrl-C: workers stop early and the run still reports.
     pub stop: Arc<AtomicBool>,
+    /// Worker threads of the client's runtime (socket scenarios run one
+    /// reader task per thread).
+    pub threads: usize,
+    /// This process's open-file limit (already raised to the hard limit).
+    pub nofile: NofileLimit,
+    /// `--timeout`: per request, and per socket from connect to subscribed.
+    pub timeout: Duration,
 }
 
 impl Ctx {
@@ -45,6 +56,31 @@ impl Ctx {
         if self.chatty {
             eprintln!("{}", line.as_ref());
         }
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps for `duration`, or less when Ctrl-C stops the run.
+    pub async fn sleep(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while !self.stopped() && Instant::now() < until {
+            tokio::time::sleep_until(until.min(Instant::now() + Duration::from_millis(100))).await;
+        }
+    }
+
+    /// Fails early when this process may not open `needed` descriptors.
+    pub fn check_nofile(&self, needed: u64, what: &str) -> Result<()> {
+        if needed > self.nofile.soft {
+            anyhow::bail!(
+                "{what} needs about {needed} file descriptors but this process may open only {} \
+                 (RLIMIT_NOFILE, hard limit {}): raise the hard limit (`ulimit -Hn`) or ask for fewer sockets",
+                self.nofile.soft,
+                self.nofile.hard
+            );
+        }
+        Ok(())
     }
 }
 

@@ -33,14 +33,14 @@ use crate::verify::check_conversation;
 
 /// Open-loop pacing: when message `k` (overall) is due.
 #[derive(Clone, Copy)]
-struct Schedule {
-    start: tokio::time::Instant,
-    interval: Duration,
-    senders: u64,
+pub(super) struct Schedule {
+    pub start: tokio::time::Instant,
+    pub interval: Duration,
+    pub senders: u64,
 }
 
 impl Schedule {
-    fn due(&self, sender: u64, k: u64) -> tokio::time::Instant {
+    pub fn due(&self, sender: u64, k: u64) -> tokio::time::Instant {
         let index = sender + k * self.senders;
         self.start + self.interval.mul_f64(index as f64)
     }
