@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_LISTEN", default_value = "127.0.0.1:3001")]
     pub listen: String,
 
+    /// Share the listening port with other processes (SO_REUSEPORT), to run
+    /// several instances behind one port on one machine.
+    #[arg(long, env = "CHATTERLY_REUSE_PORT")]
+    pub reuse_port: bool,
+
     /// Redis URL for the cross-instance pieces (token denylist cache, presence,
     /// pub/sub). Needed when several instances share one PostgreSQL database.
     #[arg(long, env = "REDIS_URL")]
@@ -262,6 +267,7 @@ pub struct CableLimits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub reuse_port: bool,
     pub data_dir: PathBuf,
     pub database: Database,
     pub redis_url: Option<String>,
@@ -413,6 +419,7 @@ impl ServeArgs {
         };
         Ok(Config {
             listen,
+            reuse_port: self.reuse_port,
             data_dir: self.storage.data_dir.clone(),
             database,
             redis_url: self.redis_url.clone(),

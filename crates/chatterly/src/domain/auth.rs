@@ -116,6 +116,9 @@ impl Tokens {
 
 pub struct Passwords {
     argon2: Argon2<'static>,
+    /// Each hash holds `memory_kib` of memory while it runs: bound how many run
+    /// at once so a burst of logins cannot take gigabytes.
+    running: tokio::sync::Semaphore,
     /// A hash of nothing in particular, verified against when a login names an
     /// unknown email so that the response takes as long as a real check.
     decoy: tokio::sync::OnceCell<String>,
@@ -127,12 +130,20 @@ impl Passwords {
             .map_err(|e| DomainError::Internal(format!("argon2 parameters: {e}")))?;
         Ok(Passwords {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            running: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             decoy: tokio::sync::OnceCell::new(),
         })
     }
 
     /// Hashes off the async runtime: argon2 is deliberately slow.
     pub async fn hash(self: &Arc<Self>, password: String) -> DomainResult<String> {
+        let _permit = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| DomainError::Internal(format!("hashing slots: {e}")))?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
@@ -153,6 +164,11 @@ impl Passwords {
     }
 
     pub async fn verify(self: &Arc<Self>, password: String, hash: String) -> DomainResult<bool> {
+        let _permit = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| DomainError::Internal(format!("hashing slots: {e}")))?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash)
