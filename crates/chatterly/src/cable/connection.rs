@@ -136,7 +136,10 @@ impl Session {
                 reason = connection.closed() => return End::Close(reason),
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Text(frame))) => {
-                        if let Err(end) = self.on_frame(socket, frame.as_str()).await {
+                        // Boxed: handling a command (subscribe, catch-up, actions) is
+                        // rare next to waiting, and inline its future would size the
+                        // state of every idle socket's task.
+                        if let Err(end) = Box::pin(self.on_frame(socket, frame.as_str())).await {
                             return end;
                         }
                     }
@@ -195,8 +198,8 @@ impl Session {
     /// What of an outbox item goes on the wire.
     fn accept(&mut self, item: Outgoing) -> Option<Utf8Bytes> {
         match item {
-            Outgoing::Frame { frame, seq } => {
-                if let Some((conversation_id, seq)) = seq {
+            Outgoing::Frame(shared) => {
+                if let Some((conversation_id, seq)) = shared.seq {
                     let duplicate = self.subscriptions.iter().any(|s| {
                         matches!(s.channel, Channel::Conversation { conversation_id: id, .. } if id == conversation_id)
                             && s.sent_up_to.is_some_and(|sent| seq <= sent)
@@ -205,9 +208,9 @@ impl Session {
                         return None;
                     }
                 }
-                Some(frame)
+                Some(shared.frame.clone())
             }
-            Outgoing::Ended { identifier } => {
+            Outgoing::Ended(identifier) => {
                 self.subscriptions.retain(|s| s.identifier != identifier);
                 None
             }

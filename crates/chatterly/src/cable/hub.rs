@@ -52,18 +52,23 @@ impl CloseReason {
     }
 }
 
-/// What the hub hands a socket's task.
+/// A ready channel frame, shared by every socket of a group. `seq` is
+/// `(conversation_id, seq)` for a `new_message`, so a catching-up subscription
+/// can drop duplicates.
+#[derive(Debug)]
+pub struct SharedFrame {
+    pub frame: Utf8Bytes,
+    pub seq: Option<(Id, i64)>,
+}
+
+/// What the hub hands a socket's task. Two words, so an idle socket's outbox
+/// (whose first block of slots is allocated up front) stays small.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A ready channel frame. `seq` is `(conversation_id, seq)` for a
-    /// `new_message`, so a catching-up subscription can drop duplicates.
-    Frame {
-        frame: Utf8Bytes,
-        seq: Option<(Id, i64)>,
-    },
+    Frame(Arc<SharedFrame>),
     /// The hub ended this subscription (membership removed, conversation
     /// deleted); the socket forgets it so the client may subscribe again later.
-    Ended { identifier: Arc<str> },
+    Ended(Arc<str>),
 }
 
 /// The hub's handle on one socket.
@@ -221,7 +226,7 @@ impl Hub {
             groups.is_empty()
         });
         for (connection, identifier) in ended {
-            connection.push(Outgoing::Ended { identifier });
+            connection.push(Outgoing::Ended(identifier));
         }
     }
 }
@@ -246,12 +251,12 @@ impl Deliver for Hub {
                     frame.push_str(&group.prefix);
                     frame.push_str(payload);
                     frame.push('}');
-                    let frame = Utf8Bytes::from(frame);
+                    let shared = Arc::new(SharedFrame {
+                        frame: Utf8Bytes::from(frame),
+                        seq,
+                    });
                     for connection in &group.members {
-                        connection.push(Outgoing::Frame {
-                            frame: frame.clone(),
-                            seq,
-                        });
+                        connection.push(Outgoing::Frame(Arc::clone(&shared)));
                     }
                 }
             }
@@ -283,7 +288,7 @@ mod tests {
 
     fn frame_text(item: Outgoing) -> String {
         match item {
-            Outgoing::Frame { frame, .. } => frame.as_str().to_owned(),
+            Outgoing::Frame(shared) => shared.frame.as_str().to_owned(),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -341,7 +346,7 @@ mod tests {
             conversation_id: 9,
             user_id: 1,
         });
-        assert!(matches!(alice_rx.try_recv(), Ok(Outgoing::Ended { .. })));
+        assert!(matches!(alice_rx.try_recv(), Ok(Outgoing::Ended(_))));
         assert_eq!(hub.subscriber_count(Topic::Conversation(9)), 1);
         hub.deliver(&BusMessage::ConversationDeleted { conversation_id: 9 });
         assert_eq!(hub.subscriber_count(Topic::Conversation(9)), 0);

@@ -101,7 +101,7 @@ fn configure(upgrade: WebSocketUpgrade, options: &CableOptions) -> WebSocketUpgr
         .protocols([SUBPROTOCOL])
         // tungstenite's default read buffer is 128 KiB per socket; client frames
         // are small, and the buffer grows for the rare large one.
-        .read_buffer_size(1024)
+        .read_buffer_size(256)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(1024 * 1024)
         .max_frame_size(options.max_frame_bytes)
