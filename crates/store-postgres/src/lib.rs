@@ -6,16 +6,22 @@
 //! is plain tables. Each trait method is one statement where that is enough
 //! (a single statement is its own transaction), or one explicit transaction.
 //!
-//! Sending a message is the hot path and is a single statement: it bumps the
-//! conversation's `last_seq` under its row lock (serialising the senders of one
-//! conversation so `seq` is gap-free), inserts the row and claims the sender's
-//! `client_message_id` (if any), committing server-side with no extra round
-//! trip while the conversation row is locked.
+//! Sending a message is the hot path. A send bumps the conversation's
+//! `last_seq` under its row lock (serialising the senders of one conversation
+//! so `seq` is gap-free), inserts the row and claims the sender's
+//! `client_message_id` (if any), all in one statement. The row lock is held
+//! until the commit has flushed the WAL, so the sends of one conversation are
+//! group-committed: while one is being written, the others queue, and are
+//! then written together as one statement (one transaction, one flush). See
+//! `sends.rs` for the design and its guarantees; [`PgStore::send_stats`]
+//! exposes its counters.
 
 mod error;
 mod partitions;
 mod rows;
+mod sends;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,14 +39,30 @@ use crate::rows::{
     conversation_columns, convert_all, message_columns, reaction_columns, user_columns,
     ConversationRow, MemberRow, MessageRow, ReactionRow, UserRow,
 };
+pub use crate::sends::SendStats;
+use crate::sends::Sends;
 
 /// A pooled connection idle for this long is pinged before it is used again.
 const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
-/// The PostgreSQL store. Cheap to clone (the pool is shared).
-#[derive(Clone, Debug)]
+/// The PostgreSQL store. Cheap to clone (the clones share the pool and the
+/// send batching).
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    sends: Arc<Sends>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sends = self.send_stats();
+        f.debug_struct("PgStore")
+            .field("connections", &self.pool.size())
+            .field("idle_connections", &self.pool.num_idle())
+            .field("send_batches", &sends.batches)
+            .field("sends", &sends.sends)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgStore {
@@ -65,7 +87,15 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(backend)?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            sends: Arc::new(Sends::new(pool.clone())),
+            pool,
+        })
+    }
+
+    /// Counters of the send path (batches written, sends in them, queues).
+    pub fn send_stats(&self) -> SendStats {
+        self.sends.stats()
     }
 
     /// Applies the embedded migrations, then makes sure the message
@@ -112,86 +142,6 @@ impl PgStore {
         .await
         .map_err(backend)?;
         row.map(Conversation::try_from).transpose()
-    }
-
-    /// The message an earlier send with this `(user_id, client_message_id)`
-    /// created, if it still exists.
-    async fn message_by_client_id(
-        &self,
-        user_id: Id,
-        client_message_id: &str,
-    ) -> StoreResult<Option<Message>> {
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages
-              WHERE (id, created_at) = (
-                  SELECT message_id, message_created_at FROM message_client_ids
-                  WHERE user_id = $1 AND client_message_id = $2
-              )"
-        ))
-        .bind(user_id)
-        .bind(client_message_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.map(Message::try_from).transpose()
-    }
-
-    /// Sends a message in one statement (so one transaction, committed by
-    /// the server without another round trip while the conversation row is
-    /// locked):
-    ///
-    /// 1. bump the conversation's `last_seq` and `last_activity_at`. The row
-    ///    lock serialises the senders of one conversation, so `seq` is
-    ///    gap-free, and the message id, drawn after it, increases with `seq`.
-    ///    No conversation row (or no such sender: `messages` has no foreign
-    ///    keys, see the migration), no message;
-    /// 2. insert the message;
-    /// 3. claim `(user_id, client_message_id)` if given. A duplicate (also a
-    ///    concurrent one, which waits on the key until the first commits)
-    ///    violates the key and aborts the whole statement, `last_seq` bump
-    ///    included, so a duplicate never leaves a gap; the caller then returns
-    ///    the original.
-    async fn try_insert(
-        &self,
-        new: &NewMessage,
-        now: Timestamp,
-    ) -> Result<Option<MessageRow>, sqlx::Error> {
-        sqlx::query_as(concat!(
-            "WITH conv AS (
-                 UPDATE conversations
-                 SET last_seq = last_seq + 1, last_activity_at = $8, updated_at = $8
-                 WHERE id = $1 AND EXISTS (SELECT 1 FROM users WHERE id = $2)
-                 RETURNING id, last_seq
-             ), inserted AS (
-                 INSERT INTO messages (conversation_id, user_id, seq, content, kind, parent_message_id,
-                                       call_session_id, client_message_id, created_at, updated_at)
-                 SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8
-                 FROM conv
-                 RETURNING ",
-            message_columns!(),
-            "
-             ), claim AS (
-                 INSERT INTO message_client_ids (user_id, client_message_id, message_id, message_created_at)
-                 SELECT user_id, client_message_id, id, created_at
-                 FROM inserted
-                 WHERE client_message_id IS NOT NULL
-             )
-             SELECT ",
-            message_columns!(),
-            " FROM inserted"
-        ))
-        .bind(new.conversation_id)
-        .bind(new.user_id)
-        .bind(&new.content)
-        .bind(new.kind.as_i16())
-        .bind(new.parent_message_id)
-        .bind(new.call_session_id)
-        .bind(&new.client_message_id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
     }
 }
 
@@ -646,27 +596,7 @@ impl Store for PgStore {
     // ---- messages --------------------------------------------------------------
 
     async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted> {
-        match self.try_insert(&new, now()).await {
-            Ok(Some(row)) => return Ok(Inserted::Created(row.try_into()?)),
-            // No such conversation or sender. A repeated client id still
-            // answers with its original (below), whatever the target.
-            Ok(None) => {}
-            // The sender already used this client id; that send committed.
-            Err(e)
-                if matches!(
-                    violation(&e),
-                    Some(Violation::Unique(Some("message_client_ids_pkey")))
-                ) => {}
-            Err(e) => return Err(backend(e)),
-        }
-        if let Some(client_id) = new.client_message_id.as_deref() {
-            if let Some(original) = self.message_by_client_id(new.user_id, client_id).await? {
-                return Ok(Inserted::Existing(original));
-            }
-        }
-        // Nothing to insert into, or the original went with its (deleted)
-        // conversation.
-        Err(StoreError::NotFound)
+        self.sends.send(new).await
     }
 
     async fn message_by_id(&self, id: Id) -> StoreResult<Option<Message>> {
