@@ -153,7 +153,7 @@ impl Domain {
             .await?;
         match inserted {
             Inserted::Created(message) => {
-                let view = self.render_message(&message).await?;
+                let view = self.render_new_message(&message).await?;
                 self.publish(
                     Topic::Conversation(conversation_id),
                     Event::NewMessage { message: &view },

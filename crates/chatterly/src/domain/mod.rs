@@ -190,6 +190,27 @@ impl Domain {
             .collect()
     }
 
+    /// A message written just now: it cannot have reactions yet, so only its
+    /// author is loaded (one query fewer on the send path).
+    async fn render_new_message(&self, message: &Message) -> DomainResult<MessageView> {
+        let author = self
+            .store
+            .user_by_id(message.user_id)
+            .await?
+            .ok_or_else(|| {
+                DomainError::Internal(format!(
+                    "author {} of message {} is missing",
+                    message.user_id, message.id
+                ))
+            })?;
+        Ok(MessageView::new(
+            message,
+            self.user_public(&author),
+            Vec::new(),
+            None,
+        ))
+    }
+
     async fn render_message(&self, message: &Message) -> DomainResult<MessageView> {
         let mut views = self.render_messages(std::slice::from_ref(message)).await?;
         views
