@@ -139,11 +139,7 @@ impl Passwords {
 
     /// Hashes off the async runtime: argon2 is deliberately slow.
     pub async fn hash(self: &Arc<Self>, password: String) -> DomainResult<String> {
-        let _permit = self
-            .running
-            .acquire()
-            .await
-            .map_err(|e| DomainError::Internal(format!("hashing slots: {e}")))?;
+        let _permit = self.slot().await?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
@@ -156,6 +152,14 @@ impl Passwords {
         .map_err(|e| DomainError::Internal(format!("hashing task: {e}")))?
     }
 
+    /// Waits for one of the bounded hashing slots.
+    async fn slot(&self) -> DomainResult<tokio::sync::SemaphorePermit<'_>> {
+        self.running
+            .acquire()
+            .await
+            .map_err(|e| DomainError::Internal(format!("hashing slots: {e}")))
+    }
+
     pub async fn decoy_hash(self: &Arc<Self>) -> DomainResult<String> {
         self.decoy
             .get_or_try_init(|| self.hash(uuid::Uuid::new_v4().to_string()))
@@ -164,11 +168,7 @@ impl Passwords {
     }
 
     pub async fn verify(self: &Arc<Self>, password: String, hash: String) -> DomainResult<bool> {
-        let _permit = self
-            .running
-            .acquire()
-            .await
-            .map_err(|e| DomainError::Internal(format!("hashing slots: {e}")))?;
+        let _permit = self.slot().await?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash)
