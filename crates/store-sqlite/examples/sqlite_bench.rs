@@ -1,5 +1,5 @@
 //! A rough throughput check of the store alone (no HTTP):
-//! `cargo run --release -p chatterly-store-sqlite --example bench`.
+//! `cargo run --release -p chatterly-store-sqlite --example sqlite_bench`.
 //!
 //! Measures durable message sends (concurrent senders, each send with a client
 //! message id) into one conversation (`sends1`: every send contends for the

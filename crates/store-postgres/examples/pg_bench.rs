@@ -1,5 +1,5 @@
 //! Durable message sends against a real PostgreSQL, store alone (no HTTP):
-//! `cargo run --release -p chatterly-store-postgres --example bench`.
+//! `cargo run --release -p chatterly-store-postgres --example pg_bench`.
 //!
 //! Creates a scratch database (dropped at the end) on the server of
 //! `CHATTERLY_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
