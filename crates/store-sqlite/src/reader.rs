@@ -5,7 +5,7 @@
 //! A point read (a membership check, a user by id) costs about 1 µs of CPU
 //! and a page of 50 messages about 25 µs, all of it SQLite and row
 //! conversion. Any handoff to another thread costs more than the point read
-//! itself: measured with `examples/bench.rs` (64 tasks, 2 cores), CPU per
+//! itself: measured with `examples/sqlite_bench.rs` (64 tasks, 2 cores), CPU per
 //! operation was
 //!
 //! | read                 | inline | dedicated reader threads + channel | `spawn_blocking` + pool |
