@@ -19,7 +19,7 @@ use crate::cable::hub::{CloseReason, Hub};
 use crate::cable::{Cable, CableOptions};
 use crate::config::{Config, Database, MIN_SECRET_BYTES};
 use crate::domain::auth::{Passwords, Revocations, Tokens};
-use crate::domain::{Domain, DomainParts, RateLimiter};
+use crate::domain::{Domain, DomainParts, MembershipCache, RateLimiter};
 use crate::ephemeral::Presence;
 use crate::http::{self, AppState, HttpOptions};
 use crate::redis_keys::RedisKeys;
@@ -194,7 +194,12 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .context("cannot set up presence in Redis (--redis-url)")?,
         None => Presence::default(),
     });
-    let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![hub.clone(), presence.clone()]));
+    let memberships = Arc::new(MembershipCache::default());
+    let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![
+        hub.clone(),
+        presence.clone(),
+        memberships.clone(),
+    ]));
     let bus: Arc<dyn Bus> = match &redis {
         Some((client, manager)) => Arc::new(
             RedisBus::start(
@@ -224,6 +229,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         tokens: Tokens::new(&secret, config.token_ttl),
         passwords,
         revocations,
+        memberships,
         limits: config.limits.clone(),
         rate: config.rate_limits.map(RateLimiter::new),
     }));

@@ -44,12 +44,7 @@ impl Domain {
         conversation_id: Id,
         started: bool,
     ) -> DomainResult<()> {
-        if self
-            .store
-            .membership(conversation_id, user.id)
-            .await?
-            .is_none()
-        {
+        if self.role_of(conversation_id, user.id).await?.is_none() {
             return Err(DomainError::NotFound);
         }
         self.publish_typing(user, conversation_id, started);

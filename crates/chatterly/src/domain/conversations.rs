@@ -34,8 +34,7 @@ impl Domain {
         identity: &Identity,
         conversation_id: Id,
     ) -> DomainResult<Role> {
-        self.store
-            .membership(conversation_id, identity.user_id)
+        self.role_of(conversation_id, identity.user_id)
             .await?
             .ok_or(DomainError::NotFound)
     }
@@ -62,7 +61,7 @@ impl Domain {
         id: Id,
     ) -> DomainResult<ConversationView> {
         let conversation = self.conversation(id).await?;
-        if self.store.membership(id, identity.user_id).await?.is_none() {
+        if self.role_of(id, identity.user_id).await?.is_none() {
             return Err(DomainError::Forbidden);
         }
         self.render_conversation(&conversation).await
@@ -147,7 +146,7 @@ impl Domain {
     /// Creator or admin only (contract 4.3).
     pub async fn delete_conversation(&self, identity: &Identity, id: Id) -> DomainResult<()> {
         let conversation = self.conversation(id).await?;
-        let role = self.store.membership(id, identity.user_id).await?;
+        let role = self.role_of(id, identity.user_id).await?;
         if conversation.created_by_id != Some(identity.user_id) && role != Some(Role::Admin) {
             return Err(DomainError::Forbidden);
         }
@@ -212,12 +211,7 @@ impl Domain {
         user_id: Id,
     ) -> DomainResult<()> {
         let role = self.member_of(identity, conversation_id).await?;
-        if self
-            .store
-            .membership(conversation_id, user_id)
-            .await?
-            .is_none()
-        {
+        if self.role_of(conversation_id, user_id).await?.is_none() {
             return Err(DomainError::NotFound);
         }
         if user_id != identity.user_id && role != Role::Admin {

@@ -10,18 +10,20 @@ mod conversations;
 mod error;
 mod events;
 mod limits;
+mod memberships;
 mod messages;
 mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chatterly_store::{Conversation, Id, Message, Store, User};
+use chatterly_store::{Conversation, Id, Message, Role, Store, User};
 
 pub use accounts::{Login, ProfileChanges, Registration};
 pub use conversations::NewConversationRequest;
 pub use error::{DomainError, DomainResult};
 pub use limits::RateLimiter;
+pub use memberships::MembershipCache;
 pub use messages::{HistoryQuery, SendMessage, Sent};
 
 use crate::bus::Bus;
@@ -38,6 +40,7 @@ pub struct Domain {
     passwords: Arc<Passwords>,
     revocations: Revocations,
     known_users: KnownUsers,
+    memberships: Arc<MembershipCache>,
     limits: Limits,
     rate: Option<RateLimiter>,
 }
@@ -49,6 +52,8 @@ pub struct DomainParts {
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub revocations: Revocations,
+    /// Must also receive the bus messages (it evicts on them).
+    pub memberships: Arc<MembershipCache>,
     pub limits: Limits,
     pub rate: Option<RateLimiter>,
 }
@@ -63,6 +68,7 @@ impl Domain {
             passwords: Arc::new(parts.passwords),
             revocations: parts.revocations,
             known_users: KnownUsers::default(),
+            memberships: parts.memberships,
             limits: parts.limits,
             rate: parts.rate,
         }
@@ -109,6 +115,15 @@ impl Domain {
             self.known_users.insert(identity.user_id);
         }
         Ok(identity)
+    }
+
+    /// The role of `user_id` in a conversation, or `None` if not a member
+    /// (cached; see `MembershipCache`).
+    async fn role_of(&self, conversation_id: Id, user_id: Id) -> DomainResult<Option<Role>> {
+        Ok(self
+            .memberships
+            .role(&*self.store, conversation_id, user_id)
+            .await?)
     }
 
     fn online(&self, user_id: Id) -> bool {
