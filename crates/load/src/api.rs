@@ -145,6 +145,14 @@ impl Api {
         self.target.endpoint(path)
     }
 
+    /// The send (and history) URL of each conversation, in order.
+    pub fn messages_urls(&self, conversations: &[i64]) -> Vec<String> {
+        conversations
+            .iter()
+            .map(|id| self.endpoint(&format!("/api/v1/conversations/{id}/messages")))
+            .collect()
+    }
+
     pub fn get(&self, url: &str, session: &Session) -> RequestBuilder {
         self.client
             .get(url)

@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::dial::{dial, DialLive, DialPlan, SocketSpec};
-use super::idle_sockets::{disconnect_reason, is_disconnect, SOCKETS_PER_ADDRESS};
+use super::idle_sockets::{disconnect_reason, is_disconnect, sockets_per_address};
 use super::send::Schedule;
 use super::{create_group, register_users, run_id, run_workers, Budget, Ctx};
 use crate::api::{Api, Session};
@@ -275,9 +275,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
     }
     let api = &ctx.api;
     let endpoint = Endpoint::of(api.target()).await?;
-    let per_address = procfs::ephemeral_port_range().map_or(SOCKETS_PER_ADDRESS, |(lo, hi)| {
-        (usize::from(hi.saturating_sub(lo)) / 2).clamp(1, SOCKETS_PER_ADDRESS)
-    });
+    let per_address = sockets_per_address();
     let sources = ws::source_addresses(endpoint.addr, sockets, args.dial.source_addrs, per_address);
 
     let setup_start = Instant::now();
@@ -389,12 +387,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
     };
 
     // Sends.
-    let urls: Arc<Vec<String>> = Arc::new(
-        conversations
-            .iter()
-            .map(|id| api.endpoint(&format!("/api/v1/conversations/{id}/messages")))
-            .collect(),
-    );
+    let urls = Arc::new(api.messages_urls(&conversations));
     let users = Arc::new(users);
     let run: Arc<str> = Arc::from(run);
     let date = crate::now_rfc3339();

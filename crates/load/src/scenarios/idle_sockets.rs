@@ -35,7 +35,15 @@ const READ_BUFFER: usize = 1024;
 /// An Action Cable client reconnects after this long without a frame.
 const STALE_AFTER_MS: u32 = 6_000;
 /// Sockets per local address before spreading over more of them.
-pub const SOCKETS_PER_ADDRESS: usize = 8_000;
+const SOCKETS_PER_ADDRESS: usize = 8_000;
+
+/// Sockets one local address may hold: half the ephemeral port range, at most
+/// [`SOCKETS_PER_ADDRESS`].
+pub fn sockets_per_address() -> usize {
+    procfs::ephemeral_port_range().map_or(SOCKETS_PER_ADDRESS, |(lo, hi)| {
+        (usize::from(hi.saturating_sub(lo)) / 2).clamp(1, SOCKETS_PER_ADDRESS)
+    })
+}
 /// Descriptors the process needs besides the sockets.
 const SPARE_FDS: u64 = 64;
 
@@ -236,9 +244,7 @@ pub async fn run(ctx: &Ctx, args: &IdleSocketsArgs) -> Result<Report> {
     }
     let api = &ctx.api;
     let endpoint = Endpoint::of(api.target()).await?;
-    let per_address = procfs::ephemeral_port_range().map_or(SOCKETS_PER_ADDRESS, |(lo, hi)| {
-        (usize::from(hi.saturating_sub(lo)) / 2).clamp(1, SOCKETS_PER_ADDRESS)
-    });
+    let per_address = sockets_per_address();
     let sources = ws::source_addresses(endpoint.addr, n, args.dial.source_addrs, per_address);
 
     let setup_start = Instant::now();

@@ -97,12 +97,7 @@ pub async fn run(ctx: &Ctx, args: &SendArgs) -> Result<Report> {
         seeded_messages: 0,
         seconds: setup_start.elapsed().as_secs_f64(),
     };
-    let urls: Arc<Vec<String>> = Arc::new(
-        conversations
-            .iter()
-            .map(|c| api.endpoint(&format!("/api/v1/conversations/{c}/messages")))
-            .collect(),
-    );
+    let urls = Arc::new(api.messages_urls(&conversations));
     let users = Arc::new(users);
     let run = Arc::<str>::from(run);
 
