@@ -33,6 +33,42 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(StorageArgs),
+    /// Inspect the durable job queue: list pending or dead jobs, retry a dead one.
+    Jobs(JobsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, earliest due first.
+    List {
+        /// `pending`, `running`, `dead` or `all`.
+        #[arg(long, default_value = "all")]
+        status: JobStatusFilter,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Make a dead job pending again, due now, with its attempts reset.
+    Retry {
+        /// The job's id (from `chatterly jobs list`).
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobStatusFilter {
+    Pending,
+    Running,
+    Dead,
+    All,
 }
 
 /// Where the data lives.
@@ -168,6 +204,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_CABLE_OUTBOX", default_value_t = 256)]
     pub cable_outbox: usize,
 
+    /// Seconds a call may ring unanswered before it becomes `missed`.
+    #[arg(long, env = "CHATTERLY_CALL_RING_TIMEOUT", default_value_t = 30)]
+    pub call_ring_timeout: u64,
+
+    /// Run the durable job worker in this instance (`off` for deployments
+    /// with dedicated worker instances; jobs wait until some instance runs one).
+    #[arg(long, env = "CHATTERLY_JOBS", default_value = "on")]
+    pub jobs: Switch,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -242,6 +287,8 @@ pub struct Limits {
     pub user_search_limit: u32,
     pub lock_after: i32,
     pub lock_duration: Duration,
+    /// How long a call rings before it is missed.
+    pub call_ring_timeout: chrono::TimeDelta,
 }
 
 /// Rate limits; `None` when switched off.
@@ -283,6 +330,8 @@ pub struct Config {
     pub cable: CableLimits,
     pub argon2_memory_kib: u32,
     pub log_format: LogFormat,
+    /// Whether this instance runs the job worker.
+    pub jobs: bool,
 }
 
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -406,6 +455,11 @@ impl ServeArgs {
             "--cable-max-subscriptions",
         )?;
         positive(self.cable_outbox as u64, "--cable-outbox")?;
+        positive(self.call_ring_timeout, "--call-ring-timeout")?;
+        let call_ring_timeout = i64::try_from(self.call_ring_timeout)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .ok_or_else(|| invalid("--call-ring-timeout", "is too large"))?;
         let cable = CableLimits {
             max_frame_bytes: self.cable_max_frame_bytes,
             max_subscriptions: self.cable_max_subscriptions,
@@ -437,7 +491,9 @@ impl ServeArgs {
                 user_search_limit: self.user_search_limit,
                 lock_after: self.lock_after,
                 lock_duration: Duration::from_secs(self.lock_seconds),
+                call_ring_timeout,
             },
+            jobs: self.jobs == Switch::On,
             cable,
             argon2_memory_kib: self.argon2_memory_kib,
             log_format: self.log_format,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod ephemeral;
 pub mod http;
+pub mod jobs;
 pub mod redis_keys;
 pub mod server;
 pub mod views;

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use chatterly::config::{Cli, Command, LogFormat, ServeArgs};
+use chatterly::config::{
+    Cli, Command, JobStatusFilter, JobsArgs, JobsCommand, LogFormat, ServeArgs,
+};
 use chatterly::server;
 
 // glibc malloc showed as ~12% of server CPU under load (many small, short-lived
@@ -29,6 +31,7 @@ async fn main() -> ExitCode {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(storage)) => migrate(storage).await,
+        Some(Command::Jobs(args)) => jobs(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,5 +62,38 @@ async fn migrate(storage: chatterly::config::StorageArgs) -> anyhow::Result<()> 
     let database = storage.database()?;
     server::open_store(&database, &storage.data_dir).await?;
     println!("migrations applied");
+    Ok(())
+}
+
+async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
+    use chatterly_store::JobStatus;
+    init_logging(LogFormat::Pretty);
+    let database = args.storage.database()?;
+    let store = server::open_store(&database, &args.storage.data_dir).await?;
+    match args.command {
+        JobsCommand::List { status, limit } => {
+            let status = match status {
+                JobStatusFilter::Pending => Some(JobStatus::Pending),
+                JobStatusFilter::Running => Some(JobStatus::Running),
+                JobStatusFilter::Dead => Some(JobStatus::Dead),
+                JobStatusFilter::All => None,
+            };
+            let jobs = store
+                .list_jobs(status, limit)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot list jobs: {e}"))?;
+            print!("{}", chatterly::jobs::table(&jobs));
+        }
+        JobsCommand::Retry { id } => {
+            let retried = store
+                .retry_job(id, chatterly_store::now())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot retry job {id}: {e}"))?;
+            if !retried {
+                anyhow::bail!("job {id} is not dead (only dead jobs can be retried; see `chatterly jobs list --status dead`)");
+            }
+            println!("job {id} is pending again and due now");
+        }
+    }
     Ok(())
 }

@@ -19,13 +19,11 @@ use crate::cable::hub::{CloseReason, Hub};
 use crate::cable::{Cable, CableOptions};
 use crate::config::{Config, Database, MIN_SECRET_BYTES};
 use crate::domain::auth::{Passwords, Revocations, Tokens};
-use crate::domain::{Domain, DomainParts, MembershipCache, RateLimiter};
+use crate::domain::{Domain, DomainParts, MembershipCache, RateLimiter, RosterCache};
 use crate::ephemeral::Presence;
 use crate::http::{self, AppState, HttpOptions};
+use crate::jobs::{self, WorkerOptions};
 use crate::redis_keys::RedisKeys;
-
-/// How often periodic upkeep runs (partitions ahead, expired revocations).
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Opens the configured database and applies its migrations.
 pub async fn open_store(database: &Database, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
@@ -195,10 +193,12 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         None => Presence::default(),
     });
     let memberships = Arc::new(MembershipCache::default());
+    let calls = Arc::new(RosterCache::default());
     let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![
         hub.clone(),
         presence.clone(),
         memberships.clone(),
+        calls.clone(),
     ]));
     let bus: Arc<dyn Bus> = match &redis {
         Some((client, manager)) => Arc::new(
@@ -230,6 +230,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         passwords,
         revocations,
         memberships,
+        calls,
         limits: config.limits.clone(),
         rate: config.rate_limits.map(RateLimiter::new),
     }));
@@ -237,7 +238,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .maintain()
         .await
         .map_err(|e| anyhow::anyhow!("start-up maintenance failed: {e}"))?;
-    spawn_maintenance(Arc::clone(&domain));
+    // Maintenance then recurs as a job in the durable queue.
+    domain
+        .schedule_recurring_jobs()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot schedule the recurring jobs: {e}"))?;
     if redis.is_some() {
         spawn_presence_upkeep(Arc::clone(&domain), config.presence_ttl / 3);
     }
@@ -276,6 +281,13 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             let _ = stream.set_nodelay(true);
         });
     let (shutdown, mut stop) = watch::channel(false);
+    if config.jobs {
+        tokio::spawn(jobs::run(
+            Arc::clone(&domain),
+            WorkerOptions::default(),
+            shutdown.subscribe(),
+        ));
+    }
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -311,19 +323,6 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::Tcp
     let _ = reuse_port;
     socket.bind(addr)?;
     socket.listen(4096)
-}
-
-fn spawn_maintenance(domain: Arc<Domain>) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(MAINTENANCE_EVERY);
-        every.tick().await;
-        loop {
-            every.tick().await;
-            if let Err(error) = domain.maintain().await {
-                tracing::warn!(%error, "maintenance failed; will retry");
-            }
-        }
-    });
 }
 
 /// Beats (and looks for dead instances) three times per presence TTL.

@@ -3,7 +3,7 @@
 //! (`id` first, then alphabetical); fields added beyond the reference come last.
 //! Every field is always present (`null` when absent); arrays are never `null`.
 
-use chatterly_store::{Conversation, Id, Member, Message, Reaction, Timestamp, User};
+use chatterly_store::{CallSession, Conversation, Id, Member, Message, Reaction, Timestamp, User};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
@@ -165,6 +165,99 @@ pub struct CallSessionSummary {
     pub ended_at: Option<Timestamp>,
     pub duration: Option<i64>,
     pub initiator_id: Id,
+}
+
+impl CallSessionSummary {
+    pub fn new(call: &CallSession) -> CallSessionSummary {
+        CallSessionSummary {
+            id: call.id,
+            call_type: call.kind.as_str(),
+            status: call.status.as_str(),
+            started_at: call.started_at,
+            ended_at: call.ended_at,
+            duration: match (call.started_at, call.ended_at) {
+                (Some(start), Some(end)) => Some((end - start).num_seconds()),
+                _ => None,
+            },
+            initiator_id: call.initiator_id,
+        }
+    }
+}
+
+/// CallSession (contract 3.6).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallSessionView {
+    pub id: Id,
+    /// `audio` or `video`.
+    pub call_type: &'static str,
+    pub conversation_id: Id,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    pub initiator_id: Id,
+    /// `calling`, `ringing`, `active`, `ended`, `declined` or `missed`.
+    pub status: &'static str,
+    /// Beyond the reference: when the first accept made it active.
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// Beyond the reference: when a started call ended.
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+}
+
+impl CallSessionView {
+    pub fn new(call: &CallSession) -> CallSessionView {
+        CallSessionView {
+            id: call.id,
+            call_type: call.kind.as_str(),
+            conversation_id: call.conversation_id,
+            created_at: call.created_at,
+            initiator_id: call.initiator_id,
+            status: call.status.as_str(),
+            started_at: call.started_at,
+            ended_at: call.ended_at,
+        }
+    }
+}
+
+/// CallSessionWithParticipants (contract 3.6): everyone who joined, the
+/// initiator included. `started_at` is the call's own (the reference reports
+/// the earliest join instead, contract 10.15).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallWithParticipantsView {
+    pub id: Id,
+    pub call_type: &'static str,
+    pub conversation_id: Id,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    pub initiator_id: Id,
+    pub participants: Vec<UserPublic>,
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    pub status: &'static str,
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+}
+
+impl CallWithParticipantsView {
+    pub fn new(call: &CallSession, participants: Vec<UserPublic>) -> CallWithParticipantsView {
+        CallWithParticipantsView {
+            id: call.id,
+            call_type: call.kind.as_str(),
+            conversation_id: call.conversation_id,
+            created_at: call.created_at,
+            initiator_id: call.initiator_id,
+            participants,
+            started_at: call.started_at,
+            status: call.status.as_str(),
+            ended_at: call.ended_at,
+        }
+    }
 }
 
 /// Message (contract 3.4).

@@ -119,15 +119,35 @@ async fn run_node_suite(app: &TestApp, files: &[String], env: &[(&str, String)])
     println!("{report}");
 }
 
-/// Every Node file except the rate-limit one, on SQLite with rate limits off.
+/// The Node files that need a server of their own (see the tests below).
+const OWN_SERVER_FILES: [&str; 2] = ["ratelimit.test.mjs", "calls.test.mjs"];
+
+/// Every other Node file, on SQLite with rate limits off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn official_client_suite() {
     let app = TestApp::start(Backend::Sqlite).await;
     let files: Vec<String> = node_test_files()
         .into_iter()
-        .filter(|f| f != "ratelimit.test.mjs")
+        .filter(|f| !OWN_SERVER_FILES.contains(&f.as_str()))
         .collect();
     run_node_suite(&app, &files, &[]).await;
+}
+
+/// The call file, against a server whose calls ring for one second only (the
+/// file relies on it: unanswered calls are missed within its wait times).
+async fn official_client_calls_on(backend: Backend) {
+    let app = TestApp::start_with(backend, &["--call-ring-timeout", "1"]).await;
+    run_node_suite(&app, &["calls.test.mjs".to_owned()], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn official_client_calls() {
+    official_client_calls_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn official_client_calls_on_postgres() {
+    official_client_calls_on(Backend::Postgres).await;
 }
 
 /// The rate-limit file, against a server with a small action rate.

@@ -15,8 +15,16 @@
 //! then written together as one statement (one transaction, one flush). See
 //! `sends.rs` for the design and its guarantees; [`PgStore::send_stats`]
 //! exposes its counters.
+//!
+//! Calls (`calls.rs`) change status by one compare-and-set; a transition that
+//! writes the call-log message writes it as a lone send would, inside the
+//! transition's transaction.
+//! The job queue (`jobs.rs`) is a table claimed with `FOR UPDATE SKIP
+//! LOCKED`.
 
+mod calls;
 mod error;
+mod jobs;
 mod partitions;
 mod rows;
 mod sends;
@@ -26,8 +34,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatterly_store::{
-    millis, now, Conversation, ConversationKind, HistoryPage, Id, Inserted, Member, Message,
-    NewConversation, NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError,
+    millis, now, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
+    ConversationKind, HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member, Message, NewCall,
+    NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError,
     StoreResult, Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION,
     CONFLICT_USERNAME,
 };
@@ -514,6 +523,8 @@ impl Store for PgStore {
                AND c.client_message_id = m.client_message_id",
             "DELETE FROM messages WHERE conversation_id = $1",
             "DELETE FROM conversation_members WHERE conversation_id = $1",
+            // Cascades to call_sessions and from there to call_participants
+            // (lock order conversation, then call, as in transition_call).
             "DELETE FROM conversations WHERE id = $1",
         ];
         for sql in statements {
@@ -760,5 +771,73 @@ impl Store for PgStore {
             .await
             .map_err(backend)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    // ---- calls (calls.rs) ---------------------------------------------------------
+
+    async fn create_call(
+        &self,
+        new: NewCall,
+        job: JobFor<CallSession>,
+    ) -> StoreResult<CallSession> {
+        calls::create(&self.pool, new, job).await
+    }
+
+    async fn call_by_id(&self, id: Id) -> StoreResult<Option<CallSession>> {
+        calls::by_id(&self.pool, id).await
+    }
+
+    async fn calls_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<CallSession>> {
+        calls::by_ids(&self.pool, ids).await
+    }
+
+    async fn current_call(&self, conversation_id: Id) -> StoreResult<Option<CallSession>> {
+        calls::current(&self.pool, conversation_id).await
+    }
+
+    async fn call_participants(&self, call_id: Id) -> StoreResult<Vec<CallParticipant>> {
+        calls::participants(&self.pool, call_id).await
+    }
+
+    async fn transition_call(&self, transition: CallTransition) -> StoreResult<CallChange> {
+        calls::transition(&self.pool, transition).await
+    }
+
+    // ---- the durable job queue (jobs.rs) -------------------------------------------
+
+    async fn enqueue_job(&self, job: NewJob) -> StoreResult<Option<Id>> {
+        jobs::enqueue(&self.pool, job).await
+    }
+
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>> {
+        jobs::claim(&self.pool, now, lease, limit).await
+    }
+
+    async fn complete_job(&self, id: Id, attempt: i32, next: Option<NewJob>) -> StoreResult<bool> {
+        jobs::complete(&self.pool, id, attempt, next).await
+    }
+
+    async fn fail_job(
+        &self,
+        id: Id,
+        attempt: i32,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        jobs::fail(&self.pool, id, attempt, error, retry_at, now).await
+    }
+
+    async fn list_jobs(&self, status: Option<JobStatus>, limit: u32) -> StoreResult<Vec<Job>> {
+        jobs::list(&self.pool, status, limit).await
+    }
+
+    async fn retry_job(&self, id: Id, now: Timestamp) -> StoreResult<bool> {
+        jobs::retry(&self.pool, id, now).await
     }
 }

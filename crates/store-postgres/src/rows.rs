@@ -3,8 +3,9 @@
 //! milliseconds).
 
 use chatterly_store::{
-    millis, Conversation, ConversationKind, Member, Message, MessageKind, Reaction, Role,
-    StoreError, StoreResult, Timestamp, User,
+    millis, CallKind, CallParticipant, CallSession, CallStatus, Conversation, ConversationKind,
+    Job, JobStatus, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult,
+    Timestamp, User,
 };
 
 /// The column lists the row structs read, so every query returns the same
@@ -32,7 +33,26 @@ macro_rules! reaction_columns {
         "id, message_id, user_id, emoji, created_at"
     };
 }
-pub(crate) use {conversation_columns, message_columns, reaction_columns, user_columns};
+macro_rules! call_columns {
+    () => {
+        "id, conversation_id, initiator_id, kind, status, created_at, started_at, ended_at"
+    };
+}
+macro_rules! participant_columns {
+    () => {
+        "call_session_id, user_id, joined_at"
+    };
+}
+macro_rules! job_columns {
+    () => {
+        "id, kind, payload, status, run_at, attempts, max_attempts, unique_key, last_error, \
+         locked_until, created_at, updated_at"
+    };
+}
+pub(crate) use {
+    call_columns, conversation_columns, job_columns, message_columns, participant_columns,
+    reaction_columns, user_columns,
+};
 
 fn ms(ts: Timestamp) -> Timestamp {
     millis(ts)
@@ -181,6 +201,87 @@ impl From<ReactionRow> for Reaction {
             emoji: r.emoji,
             created_at: ms(r.created_at),
         }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CallRow {
+    id: i64,
+    conversation_id: i64,
+    initiator_id: i64,
+    kind: i16,
+    status: i16,
+    created_at: Timestamp,
+    started_at: Option<Timestamp>,
+    ended_at: Option<Timestamp>,
+}
+
+impl TryFrom<CallRow> for CallSession {
+    type Error = StoreError;
+    fn try_from(r: CallRow) -> StoreResult<CallSession> {
+        Ok(CallSession {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            initiator_id: r.initiator_id,
+            kind: CallKind::from_i16(r.kind).ok_or_else(|| bad("call kind", r.kind))?,
+            status: CallStatus::from_i16(r.status).ok_or_else(|| bad("call status", r.status))?,
+            created_at: ms(r.created_at),
+            started_at: ms_opt(r.started_at),
+            ended_at: ms_opt(r.ended_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ParticipantRow {
+    call_session_id: i64,
+    user_id: i64,
+    joined_at: Timestamp,
+}
+
+impl From<ParticipantRow> for CallParticipant {
+    fn from(r: ParticipantRow) -> CallParticipant {
+        CallParticipant {
+            call_session_id: r.call_session_id,
+            user_id: r.user_id,
+            joined_at: ms(r.joined_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    id: i64,
+    kind: String,
+    payload: String,
+    status: i16,
+    run_at: Timestamp,
+    attempts: i32,
+    max_attempts: i32,
+    unique_key: Option<String>,
+    last_error: Option<String>,
+    locked_until: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> StoreResult<Job> {
+        Ok(Job {
+            id: r.id,
+            kind: r.kind,
+            payload: r.payload,
+            status: JobStatus::from_i16(r.status).ok_or_else(|| bad("job status", r.status))?,
+            run_at: ms(r.run_at),
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            unique_key: r.unique_key,
+            last_error: r.last_error,
+            locked_until: ms_opt(r.locked_until),
+            created_at: ms(r.created_at),
+            updated_at: ms(r.updated_at),
+        })
     }
 }
 

@@ -83,7 +83,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chatterly_store::{now, Id, Inserted, Message, NewMessage, StoreError, StoreResult, Timestamp};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use tokio::sync::oneshot;
 
 use crate::error::{backend, violation, Violation};
@@ -312,65 +312,14 @@ impl Sends {
         }
     }
 
-    /// The statement for a batch of one: the batch statement's steps and
-    /// result without the arrays, numbering and mapping back, which would
-    /// cost a lone send nearly twice its database time.
+    /// The statement for a batch of one (see [`one_statement`]).
     async fn one(
         &self,
         conversation_id: Id,
         send: &NewMessage,
         now: Timestamp,
     ) -> Result<Vec<SentRow>, sqlx::Error> {
-        sqlx::query_as(concat!(
-            "WITH original AS (
-                 SELECT message_id, message_created_at
-                 FROM message_client_ids
-                 WHERE user_id = $2 AND client_message_id = $7
-             ), conv AS (
-                 UPDATE conversations
-                 SET last_seq = last_seq + 1, last_activity_at = $8, updated_at = $8
-                 WHERE id = $1
-                   AND NOT EXISTS (SELECT 1 FROM original)
-                   AND EXISTS (SELECT 1 FROM users WHERE id = $2)
-                 RETURNING id, last_seq
-             ), inserted AS (
-                 INSERT INTO messages (conversation_id, user_id, seq, content, kind,
-                                       parent_message_id, call_session_id, client_message_id,
-                                       created_at, updated_at)
-                 SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8
-                 FROM conv
-                 RETURNING ",
-            message_columns!(),
-            "
-             ), claimed AS (
-                 INSERT INTO message_client_ids (user_id, client_message_id, message_id,
-                                                 message_created_at)
-                 SELECT user_id, client_message_id, id, created_at
-                 FROM inserted
-                 WHERE client_message_id IS NOT NULL
-             )
-             SELECT 1::bigint AS i, true AS created, inserted.*
-             FROM inserted
-             UNION ALL
-             SELECT 1, false, found.*
-             FROM original
-             CROSS JOIN LATERAL (
-                 SELECT ",
-            message_columns!(),
-            " FROM messages
-                 WHERE id = original.message_id AND created_at = original.message_created_at
-             ) AS found"
-        ))
-        .bind(conversation_id)
-        .bind(send.user_id)
-        .bind(&send.content)
-        .bind(send.kind.as_i16())
-        .bind(send.parent_message_id)
-        .bind(send.call_session_id)
-        .bind(&send.client_message_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
+        one_statement(&self.pool, conversation_id, send, now).await
     }
 
     /// The statement for a batch of several.
@@ -454,6 +403,87 @@ impl Sends {
         .fetch_all(&self.pool)
         .await
     }
+}
+
+/// The statement for a batch of one: the batch statement's steps and result
+/// without the arrays, numbering and mapping back, which would cost a lone
+/// send nearly twice its database time. Run on `executor`: the pool for a
+/// send, or a caller's transaction (see [`send_in`]).
+async fn one_statement<'e, E: PgExecutor<'e>>(
+    executor: E,
+    conversation_id: Id,
+    send: &NewMessage,
+    now: Timestamp,
+) -> Result<Vec<SentRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "WITH original AS (
+             SELECT message_id, message_created_at
+             FROM message_client_ids
+             WHERE user_id = $2 AND client_message_id = $7
+         ), conv AS (
+             UPDATE conversations
+             SET last_seq = last_seq + 1, last_activity_at = $8, updated_at = $8
+             WHERE id = $1
+               AND NOT EXISTS (SELECT 1 FROM original)
+               AND EXISTS (SELECT 1 FROM users WHERE id = $2)
+             RETURNING id, last_seq
+         ), inserted AS (
+             INSERT INTO messages (conversation_id, user_id, seq, content, kind,
+                                   parent_message_id, call_session_id, client_message_id,
+                                   created_at, updated_at)
+             SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8
+             FROM conv
+             RETURNING ",
+        message_columns!(),
+        "
+         ), claimed AS (
+             INSERT INTO message_client_ids (user_id, client_message_id, message_id,
+                                             message_created_at)
+             SELECT user_id, client_message_id, id, created_at
+             FROM inserted
+             WHERE client_message_id IS NOT NULL
+         )
+         SELECT 1::bigint AS i, true AS created, inserted.*
+         FROM inserted
+         UNION ALL
+         SELECT 1, false, found.*
+         FROM original
+         CROSS JOIN LATERAL (
+             SELECT ",
+        message_columns!(),
+        " FROM messages
+             WHERE id = original.message_id AND created_at = original.message_created_at
+         ) AS found"
+    ))
+    .bind(conversation_id)
+    .bind(send.user_id)
+    .bind(&send.content)
+    .bind(send.kind.as_i16())
+    .bind(send.parent_message_id)
+    .bind(send.call_session_id)
+    .bind(&send.client_message_id)
+    .bind(now)
+    .fetch_all(executor)
+    .await
+}
+
+/// Writes one message in the caller's transaction `executor`, as a lone
+/// send does (`last_seq + 1` and `last_activity_at` under the conversation's
+/// row lock, then the row): for writes that must commit together with other
+/// rows, like a call's log message. The row lock is the transaction's until
+/// it commits, so the message commits in seq order with the batches of
+/// [`Sends`], which it simply queues with (or they with it) on that lock.
+/// Not retried (the whole transaction would have to be): meant for sends
+/// without `client_message_id`, which cannot lose a race to a claim.
+pub(crate) async fn send_in<'e, E: PgExecutor<'e>>(
+    executor: E,
+    send: &NewMessage,
+    now: Timestamp,
+) -> StoreResult<Inserted> {
+    let rows = one_statement(executor, send.conversation_id, send, now)
+        .await
+        .map_err(backend)?;
+    outcomes(rows, 1).pop().unwrap_or(Err(StoreError::NotFound))
 }
 
 /// A row of the batch statement: which send (`i`, from 1), and its message.

@@ -251,3 +251,83 @@ async fn idle_connections_killed_by_the_server_are_replaced() {
         );
     }
 }
+
+#[tokio::test]
+async fn calls_and_jobs_tables_have_their_keys_and_indexes() {
+    let (db, _store) = TestDb::migrated().await;
+    let raw = db.raw().await;
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname::text, indexdef FROM pg_indexes
+         WHERE tablename IN ('call_sessions', 'call_participants', 'jobs')
+         ORDER BY indexname",
+    )
+    .fetch_all(&raw)
+    .await
+    .expect("list indexes");
+    let def = |name: &str| {
+        indexes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no index {name}: {indexes:?}"))
+    };
+    let current = def("call_sessions_current_key");
+    assert!(current.starts_with("CREATE UNIQUE INDEX"), "{current}");
+    assert!(current.contains("(conversation_id)"), "{current}");
+    assert!(current.contains("WHERE"), "partial: {current}");
+    def("call_sessions_conversation_id_idx");
+    assert!(def("call_participants_pkey").contains("(call_session_id, user_id)"));
+    let due = def("jobs_due_idx");
+    assert!(
+        due.contains("(run_at, id)") && due.contains("WHERE"),
+        "{due}"
+    );
+    let unique = def("jobs_unique_key_key");
+    assert!(
+        unique.starts_with("CREATE UNIQUE INDEX") && unique.contains("WHERE"),
+        "{unique}"
+    );
+
+    // Deleting a conversation cascades to its calls, and a call to its
+    // participants.
+    let cascades: Vec<String> = sqlx::query_scalar(
+        "SELECT conrelid::regclass::text || '->' || confrelid::regclass::text
+         FROM pg_constraint WHERE contype = 'f' AND confdeltype = 'c' ORDER BY 1",
+    )
+    .fetch_all(&raw)
+    .await
+    .expect("list foreign keys");
+    assert_eq!(
+        cascades,
+        vec![
+            "call_participants->call_sessions".to_string(),
+            "call_sessions->conversations".to_string(),
+        ]
+    );
+
+    // The claim's scan is an ordered range of jobs_due_idx (no sort), once
+    // the table is big enough for an index to be worth it.
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, status, run_at, max_attempts, created_at, updated_at)
+         SELECT 'k', '{}', 0, now() + (i || ' seconds')::interval, 3, now(), now()
+         FROM generate_series(1, 5000) AS i",
+    )
+    .execute(&raw)
+    .await
+    .expect("fill jobs");
+    sqlx::query("ANALYZE jobs")
+        .execute(&raw)
+        .await
+        .expect("analyze");
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM jobs
+         WHERE status IN (0, 1) AND run_at <= now() AND (status = 0 OR locked_until <= now())
+         ORDER BY run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&raw)
+    .await
+    .expect("explain");
+    let plan = plan.join("\n");
+    assert!(plan.contains("jobs_due_idx"), "{plan}");
+    assert!(!plan.contains("Sort"), "{plan}");
+}

@@ -33,19 +33,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chatterly_store::{
-    Conversation, ConversationKind, HistoryPage, Id, Inserted, Member, Message, NewConversation,
-    NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError, StoreResult, Timestamp,
-    User, CONFLICT_MEMBER, CONFLICT_REACTION,
+    CallChange, CallParticipant, CallSession, CallTransition, Conversation, ConversationKind,
+    HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member, Message, MessageKind, NewCall,
+    NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError,
+    StoreResult, Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_REACTION,
 };
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::error::{conflict_or_not_found, not_found_or_backend, user_conflict, Db};
+use crate::error::{
+    backend, conflict_or_not_found, is_unique_violation, not_found_or_backend, user_conflict, Db,
+};
 use crate::reader::{Readers, BLOCKING_READS, INLINE_ROWS};
 use crate::rows::{
-    conversation_columns, from_millis, json_ids, message_columns, reaction_columns, role_from,
-    to_millis, user_columns,
+    call_columns, conversation_columns, from_millis, job_columns, json_ids, json_statuses,
+    message_columns, participant_columns, reaction_columns, role_from, to_millis, user_columns,
 };
-use crate::writer::Writer;
+use crate::writer::{Unit, Writer};
 
 /// Read-only connections opened up front and kept: one per thread that may
 /// read at once (the async workers, which Tokio sizes to the cores, reading
@@ -157,6 +160,170 @@ const HISTORY_AFTER_SEQ: &str = concat!(
 /// limit is the caller's).
 fn limit(limit: u32) -> (i64, usize) {
     (i64::from(limit), limit.min(256) as usize)
+}
+
+/// The conversation's call that is not over: a point read of the partial
+/// unique index `call_sessions_one_open`.
+const CURRENT_CALL: &str = concat!(
+    "SELECT ",
+    call_columns!(),
+    " FROM call_sessions WHERE conversation_id = ?1 AND status IN (0, 1, 2)"
+);
+
+/// Claims the due jobs (?1 now, ?2 the lease's end, ?3 the limit): the
+/// earliest pending ones and the lapsed running ones, each a walk of
+/// `jobs_status_run_at` in (run_at, id) order that stops at the limit, merged
+/// by (run_at, id). RETURNING comes in no particular order.
+const CLAIM_JOBS: &str = concat!(
+    "UPDATE jobs SET status = 1, attempts = attempts + 1, locked_until = ?2, updated_at = ?1",
+    " WHERE id IN (SELECT id FROM (",
+    "SELECT id, run_at FROM (SELECT id, run_at FROM jobs",
+    " WHERE status = 0 AND run_at <= ?1 ORDER BY run_at, id LIMIT ?3)",
+    " UNION ALL ",
+    "SELECT id, run_at FROM (SELECT id, run_at FROM jobs",
+    " WHERE status = 1 AND locked_until <= ?1 ORDER BY run_at, id LIMIT ?3)",
+    ") ORDER BY run_at, id LIMIT ?3)",
+    " RETURNING ",
+    job_columns!()
+);
+
+/// What `retry_job` fails with when another pending or running job holds the
+/// dead job's `unique_key`. (`chatterly_store` has no `CONFLICT_*` constant
+/// for jobs; the PostgreSQL backend uses the same name.)
+pub const CONFLICT_JOB: &str = "job";
+
+// ---- write steps shared by several commands ------------------------------------
+
+/// A send, inside the caller's write command: assigns the conversation's next
+/// `seq` and inserts the message (see `Store::insert_message`). Also writes
+/// the call log of `transition_call`, so that a call-log message is sent
+/// exactly as any other.
+fn send(c: &mut Unit<'_>, new: NewMessage) -> StoreResult<Inserted> {
+    // Taken on the writer, so created_at follows id and seq order.
+    let now = chatterly_store::now();
+    // The single writer serialises senders, so seq is gap-free; the unique
+    // (conversation_id, seq) index would refuse a duplicate anyway.
+    let seq: Option<i64> = c
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?2 \
+             WHERE id = ?1 RETURNING last_seq",
+        )
+        .db()?
+        .query_row(params![new.conversation_id, to_millis(now)], |row| {
+            row.get(0)
+        })
+        .optional()
+        .db()?;
+    let Some(seq) = seq else {
+        return Err(StoreError::NotFound);
+    };
+
+    // A retry (same sender, same client message id) inserts nothing and
+    // returns no id: one statement serves both the check and the insert of
+    // the common case.
+    let id: Option<Id> = c
+        .prepare_cached(
+            "INSERT INTO messages (conversation_id, user_id, seq, content, kind, \
+                 parent_message_id, call_session_id, client_message_id, \
+                 created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
+             ON CONFLICT (user_id, client_message_id) \
+                 WHERE client_message_id IS NOT NULL DO NOTHING \
+             RETURNING id",
+        )
+        .db()?
+        .query_row(
+            params![
+                new.conversation_id,
+                new.user_id,
+                seq,
+                new.content,
+                new.kind.as_i16(),
+                new.parent_message_id,
+                new.call_session_id,
+                new.client_message_id,
+                to_millis(now)
+            ],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(not_found_or_backend)?;
+
+    let Some(id) = id else {
+        // The retry: undo the seq bump, return the original.
+        c.discard();
+        let mut statement = c
+            .prepare_cached(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
+            ))
+            .db()?;
+        let existing = rows::optional(
+            &mut statement,
+            params![new.user_id, new.client_message_id],
+            rows::message,
+        )?
+        .ok_or_else(|| {
+            StoreError::Backend("client message id conflicted but the message was not found".into())
+        })?;
+        return Ok(Inserted::Existing(existing));
+    };
+
+    Ok(Inserted::Created(Message {
+        id,
+        conversation_id: new.conversation_id,
+        user_id: new.user_id,
+        seq,
+        content: new.content,
+        kind: new.kind,
+        parent_message_id: new.parent_message_id,
+        call_session_id: new.call_session_id,
+        client_message_id: new.client_message_id,
+        created_at: now,
+        edited_at: None,
+        deleted_at: None,
+    }))
+}
+
+/// Enqueues `job` inside the caller's write command: the new job's id, or
+/// `None` when a pending or running job holds its `unique_key` (the partial
+/// unique index `jobs_unique_key`; nothing is written).
+fn enqueue(c: &Connection, job: &NewJob, now: Timestamp) -> StoreResult<Option<Id>> {
+    c.prepare_cached(
+        "INSERT INTO jobs (kind, payload, status, run_at, attempts, max_attempts, unique_key, \
+             created_at, updated_at) \
+         VALUES (?1, ?2, 0, ?3, 0, ?4, ?5, ?6, ?6) \
+         ON CONFLICT (unique_key) WHERE status IN (0, 1) DO NOTHING \
+         RETURNING id",
+    )
+    .db()?
+    .query_row(
+        params![
+            job.kind,
+            job.payload,
+            to_millis(job.run_at),
+            job.max_attempts,
+            job.unique_key,
+            to_millis(now)
+        ],
+        |row| row.get(0),
+    )
+    .optional()
+    .db()
+}
+
+/// A call by id, on a reader or inside a write command (where it sees the
+/// command's own writes).
+fn call_in(c: &Connection, id: Id) -> StoreResult<Option<CallSession>> {
+    let mut statement = c
+        .prepare_cached(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM call_sessions WHERE id = ?1"
+        ))
+        .db()?;
+    rows::optional(&mut statement, [id], rows::call)
 }
 
 // ---- the store ----------------------------------------------------------------
@@ -607,11 +774,16 @@ impl Store for SqliteStore {
     async fn delete_conversation(&self, id: Id) -> StoreResult<bool> {
         self.writer
             .write(move |c| {
+                // The foreign keys cascade too; deleting explicitly, children
+                // first, does not depend on them being enforced.
                 for sql in [
                     "DELETE FROM reactions \
                      WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?1)",
                     "DELETE FROM messages WHERE conversation_id = ?1",
                     "DELETE FROM conversation_members WHERE conversation_id = ?1",
+                    "DELETE FROM call_participants WHERE call_session_id IN \
+                     (SELECT id FROM call_sessions WHERE conversation_id = ?1)",
+                    "DELETE FROM call_sessions WHERE conversation_id = ?1",
                 ] {
                     c.prepare_cached(sql).db()?.execute([id]).db()?;
                 }
@@ -703,98 +875,7 @@ impl Store for SqliteStore {
     // ---- messages ----------------------------------------------------------------------
 
     async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted> {
-        self.writer
-            .write(move |c| {
-                // Taken on the writer, so created_at follows id and seq order.
-                let now = chatterly_store::now();
-                // The single writer serialises senders, so seq is gap-free;
-                // the unique (conversation_id, seq) index would refuse a
-                // duplicate anyway.
-                let seq: Option<i64> = c
-                    .prepare_cached(
-                        "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?2 \
-                         WHERE id = ?1 RETURNING last_seq",
-                    )
-                    .db()?
-                    .query_row(params![new.conversation_id, to_millis(now)], |row| {
-                        row.get(0)
-                    })
-                    .optional()
-                    .db()?;
-                let Some(seq) = seq else {
-                    return Err(StoreError::NotFound);
-                };
-
-                // A retry (same sender, same client message id) inserts
-                // nothing and returns no id: one statement serves both the
-                // check and the insert of the common case.
-                let id: Option<Id> = c
-                    .prepare_cached(
-                        "INSERT INTO messages (conversation_id, user_id, seq, content, kind, \
-                             parent_message_id, call_session_id, client_message_id, \
-                             created_at, updated_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
-                         ON CONFLICT (user_id, client_message_id) \
-                             WHERE client_message_id IS NOT NULL DO NOTHING \
-                         RETURNING id",
-                    )
-                    .db()?
-                    .query_row(
-                        params![
-                            new.conversation_id,
-                            new.user_id,
-                            seq,
-                            new.content,
-                            new.kind.as_i16(),
-                            new.parent_message_id,
-                            new.call_session_id,
-                            new.client_message_id,
-                            to_millis(now)
-                        ],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(not_found_or_backend)?;
-
-                let Some(id) = id else {
-                    // The retry: undo the seq bump, return the original.
-                    c.discard();
-                    let mut statement = c
-                        .prepare_cached(concat!(
-                            "SELECT ",
-                            message_columns!(),
-                            " FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
-                        ))
-                        .db()?;
-                    let existing = rows::optional(
-                        &mut statement,
-                        params![new.user_id, new.client_message_id],
-                        rows::message,
-                    )?
-                    .ok_or_else(|| {
-                        StoreError::Backend(
-                            "client message id conflicted but the message was not found".into(),
-                        )
-                    })?;
-                    return Ok(Inserted::Existing(existing));
-                };
-
-                Ok(Inserted::Created(Message {
-                    id,
-                    conversation_id: new.conversation_id,
-                    user_id: new.user_id,
-                    seq,
-                    content: new.content,
-                    kind: new.kind,
-                    parent_message_id: new.parent_message_id,
-                    call_session_id: new.call_session_id,
-                    client_message_id: new.client_message_id,
-                    created_at: now,
-                    edited_at: None,
-                    deleted_at: None,
-                }))
-            })
-            .await
+        self.writer.write(move |c| send(c, new)).await
     }
 
     async fn message_by_id(&self, id: Id) -> StoreResult<Option<Message>> {
@@ -968,6 +1049,358 @@ impl Store for SqliteStore {
                     .execute([id])
                     .db()?;
                 Ok(removed > 0)
+            })
+            .await
+    }
+
+    // ---- calls ----------------------------------------------------------------------------
+
+    async fn create_call(
+        &self,
+        new: NewCall,
+        job: JobFor<CallSession>,
+    ) -> StoreResult<CallSession> {
+        self.writer
+            .write(move |c| {
+                let now = chatterly_store::now();
+                // A second call that is not over fails on the partial unique
+                // index `call_sessions_one_open`; a missing conversation (or
+                // initiator) on its foreign key.
+                let call = {
+                    let mut statement = c
+                        .prepare_cached(concat!(
+                            "INSERT INTO call_sessions",
+                            " (conversation_id, initiator_id, kind, status, created_at, updated_at)",
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING ",
+                            call_columns!()
+                        ))
+                        .db()?;
+                    let mut rows = statement
+                        .query(params![
+                            new.conversation_id,
+                            new.initiator_id,
+                            new.kind.as_i16(),
+                            new.status.as_i16(),
+                            to_millis(now)
+                        ])
+                        .db()?;
+                    match rows.next().map_err(conflict_or_not_found(CONFLICT_CALL))? {
+                        Some(row) => rows::call(row)?,
+                        None => return Err(StoreError::Backend("INSERT returned no row".into())),
+                    }
+                };
+                c.prepare_cached(
+                    "INSERT INTO call_participants (call_session_id, user_id, joined_at) \
+                     VALUES (?1, ?2, ?3)",
+                )
+                .db()?
+                .execute(params![call.id, call.initiator_id, to_millis(now)])
+                .map_err(not_found_or_backend)?;
+                // In this savepoint: if anything above or here fails, neither
+                // the call nor its job is written. A job whose unique_key is
+                // already held is not enqueued (the one holding it stands for
+                // it), as with `enqueue_job`.
+                let job = job(&call);
+                enqueue(c, &job, now)?;
+                Ok(call)
+            })
+            .await
+    }
+
+    async fn call_by_id(&self, id: Id) -> StoreResult<Option<CallSession>> {
+        self.readers.read(|c| call_in(c, id))
+    }
+
+    async fn calls_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<CallSession>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = json_ids(ids);
+        let capacity = ids.len().min(256);
+        self.read_sized(ids.len(), move |c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    call_columns!(),
+                    " FROM call_sessions WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+                ))
+                .db()?;
+            rows::all(&mut statement, [json], capacity, rows::call)
+        })
+        .await
+    }
+
+    async fn current_call(&self, conversation_id: Id) -> StoreResult<Option<CallSession>> {
+        self.readers.read(|c| {
+            let mut statement = c.prepare_cached(CURRENT_CALL).db()?;
+            rows::optional(&mut statement, [conversation_id], rows::call)
+        })
+    }
+
+    async fn call_participants(&self, call_id: Id) -> StoreResult<Vec<CallParticipant>> {
+        // As many rows as joined the call: a few in practice, but nothing
+        // bounds it below the conversation's members.
+        self.readers
+            .read_long(move |c| {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        participant_columns!(),
+                        " FROM call_participants WHERE call_session_id = ?1",
+                        " ORDER BY joined_at, user_id"
+                    ))
+                    .db()?;
+                rows::all(&mut statement, [call_id], 4, rows::participant)
+            })
+            .await
+    }
+
+    async fn transition_call(&self, transition: CallTransition) -> StoreResult<CallChange> {
+        let from = json_statuses(&transition.from);
+        self.writer
+            .write(move |c| {
+                let now = to_millis(transition.now);
+                // The compare-and-set: one UPDATE guarded by the status, on
+                // the single writer, so of racing transitions from one status
+                // exactly one matches. The right-hand sides see the old row:
+                // `?3 OR started_at IS NOT NULL` is "started once this
+                // applies" (a transition may start and end at once).
+                let applied = {
+                    let mut statement = c
+                        .prepare_cached(concat!(
+                            "UPDATE call_sessions SET status = ?2,",
+                            " started_at = CASE WHEN ?3 AND started_at IS NULL",
+                            " THEN ?5 ELSE started_at END,",
+                            " ended_at = CASE WHEN ?4 AND (?3 OR started_at IS NOT NULL)",
+                            " THEN ?5 ELSE ended_at END,",
+                            " updated_at = ?5",
+                            " WHERE id = ?1 AND status IN (SELECT value FROM json_each(?6))",
+                            " RETURNING ",
+                            call_columns!()
+                        ))
+                        .db()?;
+                    let mut rows = statement
+                        .query(params![
+                            transition.call_id,
+                            transition.to.as_i16(),
+                            transition.start,
+                            transition.end,
+                            now,
+                            from
+                        ])
+                        .db()?;
+                    // Into a status that is not over while the conversation
+                    // has another such call: the partial unique index.
+                    match rows.next().map_err(conflict_or_not_found(CONFLICT_CALL))? {
+                        Some(row) => Some(rows::call(row)?),
+                        None => None,
+                    }
+                };
+                let Some(call) = applied else {
+                    return match call_in(c, transition.call_id)? {
+                        Some(call) => Ok(CallChange::Refused(call)),
+                        None => Err(StoreError::NotFound),
+                    };
+                };
+
+                if let Some(user_id) = transition.participant {
+                    c.prepare_cached(
+                        "INSERT INTO call_participants (call_session_id, user_id, joined_at) \
+                         VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (call_session_id, user_id) DO NOTHING",
+                    )
+                    .db()?
+                    .execute(params![call.id, user_id, now])
+                    .map_err(not_found_or_backend)?;
+                }
+
+                let log = if transition.log {
+                    let message = NewMessage {
+                        conversation_id: call.conversation_id,
+                        user_id: call.initiator_id,
+                        content: "call".into(),
+                        kind: MessageKind::Call,
+                        parent_message_id: None,
+                        call_session_id: Some(call.id),
+                        client_message_id: None,
+                    };
+                    match send(c, message)? {
+                        Inserted::Created(message) => Some(message),
+                        // Only a client message id repeats a send.
+                        Inserted::Existing(_) => {
+                            return Err(StoreError::Backend(
+                                "the call log was taken for a repeated send".into(),
+                            ))
+                        }
+                    }
+                } else {
+                    None
+                };
+                Ok(CallChange::Applied { call, log })
+            })
+            .await
+    }
+
+    // ---- the durable job queue -------------------------------------------------------------
+    //
+    // Statuses in the SQL: 0 pending, 1 running, 2 dead (`JobStatus`). The
+    // single writer thread runs every claim, completion and failure one
+    // after the other, so a claim is never taken twice: no row locks needed.
+
+    async fn enqueue_job(&self, job: NewJob) -> StoreResult<Option<Id>> {
+        self.writer
+            .write(move |c| enqueue(c, &job, chatterly_store::now()))
+            .await
+    }
+
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit_: u32,
+    ) -> StoreResult<Vec<Job>> {
+        if limit_ == 0 {
+            return Ok(Vec::new());
+        }
+        let until = chrono::TimeDelta::from_std(lease)
+            .ok()
+            .and_then(|lease| now.checked_add_signed(lease))
+            .ok_or_else(|| StoreError::Backend(format!("job lease out of range: {lease:?}")))?;
+        let (limit, capacity) = limit(limit_);
+        self.writer
+            .write(move |c| {
+                let mut statement = c.prepare_cached(CLAIM_JOBS).db()?;
+                let mut jobs = rows::all(
+                    &mut statement,
+                    params![to_millis(now), to_millis(until), limit],
+                    capacity,
+                    rows::job,
+                )?;
+                jobs.sort_unstable_by_key(|job| (job.run_at, job.id));
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn complete_job(&self, id: Id, attempt: i32, next: Option<NewJob>) -> StoreResult<bool> {
+        self.writer
+            .write(move |c| {
+                // Only under the caller's claim: a job whose lease lapsed and
+                // was claimed again has more attempts, and is the new
+                // claimer's to finish.
+                let deleted = c
+                    .prepare_cached(
+                        "DELETE FROM jobs WHERE id = ?1 AND status = 1 AND attempts = ?2",
+                    )
+                    .db()?
+                    .execute(params![id, attempt])
+                    .db()?;
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                // After the delete, so a recurring job's next run may take the
+                // same unique_key.
+                if let Some(next) = &next {
+                    enqueue(c, next, chatterly_store::now())?;
+                }
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn fail_job(
+        &self,
+        id: Id,
+        attempt: i32,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let error = error.to_owned();
+        self.writer
+            .write(move |c| {
+                let updated = c
+                    .prepare_cached(
+                        "UPDATE jobs SET last_error = ?3, \
+                             status = CASE WHEN ?4 IS NULL THEN 2 ELSE 0 END, \
+                             run_at = coalesce(?4, run_at), \
+                             locked_until = NULL, updated_at = ?5 \
+                         WHERE id = ?1 AND status = 1 AND attempts = ?2",
+                    )
+                    .db()?
+                    .execute(params![
+                        id,
+                        attempt,
+                        error,
+                        retry_at.map(to_millis),
+                        to_millis(now)
+                    ])
+                    .db()?;
+                Ok(updated > 0)
+            })
+            .await
+    }
+
+    async fn list_jobs(&self, status: Option<JobStatus>, limit_: u32) -> StoreResult<Vec<Job>> {
+        let (limit, capacity) = limit(limit_);
+        // By status, a walk of `jobs_status_run_at`; all of them, a sort of
+        // the whole table.
+        let rows = match status {
+            Some(_) => limit_ as usize,
+            None => usize::MAX,
+        };
+        self.read_sized(rows, move |c| match status {
+            Some(status) => {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        job_columns!(),
+                        " FROM jobs WHERE status = ?1 ORDER BY run_at, id LIMIT ?2"
+                    ))
+                    .db()?;
+                rows::all(
+                    &mut statement,
+                    params![status.as_i16(), limit],
+                    capacity,
+                    rows::job,
+                )
+            }
+            None => {
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        job_columns!(),
+                        " FROM jobs ORDER BY run_at, id LIMIT ?1"
+                    ))
+                    .db()?;
+                rows::all(&mut statement, [limit], capacity, rows::job)
+            }
+        })
+        .await
+    }
+
+    async fn retry_job(&self, id: Id, now: Timestamp) -> StoreResult<bool> {
+        self.writer
+            .write(move |c| {
+                // last_error is kept (what killed it, until the next run
+                // says otherwise). Back in pending, the job takes its
+                // unique_key again: if another job holds it meanwhile, the
+                // partial unique index refuses.
+                let updated = c
+                    .prepare_cached(
+                        "UPDATE jobs SET status = 0, run_at = ?2, attempts = 0, updated_at = ?2 \
+                         WHERE id = ?1 AND status = 2",
+                    )
+                    .db()?
+                    .execute(params![id, to_millis(now)])
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::Conflict(CONFLICT_JOB)
+                        } else {
+                            backend(e)
+                        }
+                    })?;
+                Ok(updated > 0)
             })
             .await
     }
@@ -1160,6 +1593,79 @@ mod tests {
             plan(&store, HISTORY_BEFORE),
             plan(&store, HISTORY_AFTER_SEQ),
         );
+    }
+
+    #[tokio::test]
+    async fn call_and_job_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "calls-plan.db").await;
+        let current = plan(&store, CURRENT_CALL);
+        assert!(
+            current.contains("USING INDEX call_sessions_one_open (conversation_id=?)"),
+            "{current}"
+        );
+        // Both halves of the claim walk the index in order: no sort of the
+        // due jobs (only of the at most 2 x limit rows they yield).
+        let claim = plan(&store, CLAIM_JOBS);
+        assert!(
+            claim.contains("INDEX jobs_status_run_at (status=? AND run_at<?)"),
+            "{claim}"
+        );
+        assert!(
+            claim.contains("INDEX jobs_status_run_at (status=?)"),
+            "{claim}"
+        );
+        assert_eq!(claim.matches("TEMP B-TREE").count(), 1, "{claim}");
+        assert!(!claim.contains("SCAN jobs"), "{claim}");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_conversation_row_cascades_to_its_calls() {
+        // The schema's own cascade, with the writer's foreign keys enforced
+        // (delete_conversation also deletes the calls explicitly).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "cascade.db").await;
+        let alice = store.create_user(new_user("alice")).await.expect("alice");
+        let conversation = channel(&store, alice.id).await;
+        let call = store
+            .create_call(
+                NewCall {
+                    conversation_id: conversation,
+                    initiator_id: alice.id,
+                    kind: chatterly_store::CallKind::Audio,
+                    status: chatterly_store::CallStatus::Ringing,
+                },
+                Box::new(|call| NewJob {
+                    kind: "call.missed".into(),
+                    payload: call.id.to_string(),
+                    run_at: call.created_at,
+                    max_attempts: 1,
+                    unique_key: None,
+                }),
+            )
+            .await
+            .expect("call");
+        let count = |table: &'static str| {
+            store.readers.with(|c| {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .db()
+            })
+        };
+        assert_eq!(count("call_sessions").expect("count"), 1);
+        assert_eq!(count("call_participants").expect("count"), 1);
+        store
+            .writer
+            .write(move |c| {
+                c.execute("DELETE FROM conversations WHERE id = ?1", [conversation])
+                    .db()
+            })
+            .await
+            .expect("delete the row");
+        assert_eq!(store.call_by_id(call.id).await.expect("read"), None);
+        assert_eq!(count("call_sessions").expect("count"), 0);
+        assert_eq!(count("call_participants").expect("count"), 0);
     }
 
     #[tokio::test]

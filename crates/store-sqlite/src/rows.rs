@@ -6,8 +6,9 @@
 //! unexpected type, becomes `StoreError::Backend` (never a panic).
 
 use chatterly_store::{
-    Conversation, ConversationKind, Id, Member, Message, MessageKind, Reaction, Role, StoreError,
-    StoreResult, Timestamp, User,
+    CallKind, CallParticipant, CallSession, CallStatus, Conversation, ConversationKind, Id, Job,
+    JobStatus, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult, Timestamp,
+    User,
 };
 use chrono::DateTime;
 use rusqlite::types::FromSql;
@@ -45,7 +46,32 @@ macro_rules! reaction_columns {
     };
 }
 
-pub(crate) use {conversation_columns, message_columns, reaction_columns, user_columns};
+/// The columns [`call`] reads.
+macro_rules! call_columns {
+    () => {
+        "id, conversation_id, initiator_id, kind, status, created_at, started_at, ended_at"
+    };
+}
+
+/// The columns [`participant`] reads.
+macro_rules! participant_columns {
+    () => {
+        "call_session_id, user_id, joined_at"
+    };
+}
+
+/// The columns [`job`] reads.
+macro_rules! job_columns {
+    () => {
+        "id, kind, payload, status, run_at, attempts, max_attempts, unique_key, last_error, \
+         locked_until, created_at, updated_at"
+    };
+}
+
+pub(crate) use {
+    call_columns, conversation_columns, job_columns, message_columns, participant_columns,
+    reaction_columns, user_columns,
+};
 
 /// A model timestamp as stored: Unix milliseconds.
 pub(crate) fn to_millis(ts: Timestamp) -> i64 {
@@ -147,6 +173,50 @@ pub(crate) fn reaction(row: &Row<'_>) -> StoreResult<Reaction> {
     })
 }
 
+/// A call from `call_columns!()`.
+pub(crate) fn call(row: &Row<'_>) -> StoreResult<CallSession> {
+    let kind: i16 = get(row, 3)?;
+    let status: i16 = get(row, 4)?;
+    Ok(CallSession {
+        id: get(row, 0)?,
+        conversation_id: get(row, 1)?,
+        initiator_id: get(row, 2)?,
+        kind: CallKind::from_i16(kind).ok_or_else(|| bad_enum("call kind", kind))?,
+        status: CallStatus::from_i16(status).ok_or_else(|| bad_enum("call status", status))?,
+        created_at: from_millis(get(row, 5)?)?,
+        started_at: from_millis_opt(get(row, 6)?)?,
+        ended_at: from_millis_opt(get(row, 7)?)?,
+    })
+}
+
+/// A call participant from `participant_columns!()`.
+pub(crate) fn participant(row: &Row<'_>) -> StoreResult<CallParticipant> {
+    Ok(CallParticipant {
+        call_session_id: get(row, 0)?,
+        user_id: get(row, 1)?,
+        joined_at: from_millis(get(row, 2)?)?,
+    })
+}
+
+/// A job from `job_columns!()`.
+pub(crate) fn job(row: &Row<'_>) -> StoreResult<Job> {
+    let status: i16 = get(row, 3)?;
+    Ok(Job {
+        id: get(row, 0)?,
+        kind: get(row, 1)?,
+        payload: get(row, 2)?,
+        status: JobStatus::from_i16(status).ok_or_else(|| bad_enum("job status", status))?,
+        run_at: from_millis(get(row, 4)?)?,
+        attempts: get(row, 5)?,
+        max_attempts: get(row, 6)?,
+        unique_key: get(row, 7)?,
+        last_error: get(row, 8)?,
+        locked_until: from_millis_opt(get(row, 9)?)?,
+        created_at: from_millis(get(row, 10)?)?,
+        updated_at: from_millis(get(row, 11)?)?,
+    })
+}
+
 /// The first row of `statement` converted, or `None` when there is none.
 pub(crate) fn optional<T>(
     statement: &mut Statement<'_>,
@@ -179,13 +249,23 @@ pub(crate) fn all<T>(
 /// `ids` as a JSON array, for `json_each(?)`: one statement (and one cached
 /// prepared statement) whatever the number of ids.
 pub(crate) fn json_ids(ids: &[Id]) -> String {
-    let mut json = String::with_capacity(2 + ids.len() * 8);
+    json_integers(ids.iter().copied())
+}
+
+/// Call statuses as a JSON array of their stored integers, for
+/// `status IN (SELECT value FROM json_each(?))`.
+pub(crate) fn json_statuses(statuses: &[CallStatus]) -> String {
+    json_integers(statuses.iter().map(|s| i64::from(s.as_i16())))
+}
+
+fn json_integers(values: impl ExactSizeIterator<Item = i64>) -> String {
+    let mut json = String::with_capacity(2 + values.len() * 8);
     json.push('[');
-    for (i, id) in ids.iter().enumerate() {
+    for (i, value) in values.enumerate() {
         if i > 0 {
             json.push(',');
         }
-        json.push_str(&id.to_string());
+        json.push_str(&value.to_string());
     }
     json.push(']');
     json

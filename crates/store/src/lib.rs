@@ -31,6 +31,13 @@ pub const CONFLICT_EMAIL: &str = "email";
 pub const CONFLICT_USERNAME: &str = "username";
 pub const CONFLICT_MEMBER: &str = "member";
 pub const CONFLICT_REACTION: &str = "reaction";
+/// The conversation already has a call that is not over (calling, ringing or
+/// active).
+pub const CONFLICT_CALL: &str = "call";
+
+/// Builds the job that must commit with a row, from the row as inserted (a
+/// job that needs the row's id).
+pub type JobFor<T> = Box<dyn FnOnce(&T) -> NewJob + Send>;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -94,8 +101,8 @@ pub trait Store: Send + Sync + 'static {
     async fn conversation_by_id(&self, id: Id) -> StoreResult<Option<Conversation>>;
     /// The caller's conversations, most recent activity first (ties: id desc).
     async fn conversations_for_user(&self, user_id: Id) -> StoreResult<Vec<Conversation>>;
-    /// Hard-deletes the conversation with its memberships, messages and
-    /// reactions. Returns whether it existed.
+    /// Hard-deletes the conversation with its memberships, messages,
+    /// reactions, calls and call participants. Returns whether it existed.
     async fn delete_conversation(&self, id: Id) -> StoreResult<bool>;
     /// The role of `user_id` in the conversation, or `None` if not a member.
     async fn membership(&self, conversation_id: Id, user_id: Id) -> StoreResult<Option<Role>>;
@@ -141,4 +148,67 @@ pub trait Store: Send + Sync + 'static {
     async fn reaction_by_id(&self, id: Id) -> StoreResult<Option<Reaction>>;
     /// Returns whether it existed.
     async fn remove_reaction(&self, id: Id) -> StoreResult<bool>;
+
+    // ---- calls --------------------------------------------------------------
+
+    /// Creates the call (created_at = now), its initiator's participant row,
+    /// and the job `job` builds from it, in one transaction: the call and its
+    /// missed-call timeout commit or vanish together. Fails with
+    /// `Conflict(CONFLICT_CALL)` if the conversation has a call that is not
+    /// over, `NotFound` if the conversation is gone.
+    async fn create_call(&self, new: NewCall, job: JobFor<CallSession>)
+        -> StoreResult<CallSession>;
+    async fn call_by_id(&self, id: Id) -> StoreResult<Option<CallSession>>;
+    /// The calls among `ids` that exist, ordered by id (for rendering
+    /// call-log messages).
+    async fn calls_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<CallSession>>;
+    /// The conversation's call that is not over (calling, ringing or active),
+    /// if any; there is at most one.
+    async fn current_call(&self, conversation_id: Id) -> StoreResult<Option<CallSession>>;
+    /// Ordered by (joined_at, user_id).
+    async fn call_participants(&self, call_id: Id) -> StoreResult<Vec<CallParticipant>>;
+    /// One atomic compare-and-set (see [`CallTransition`]): of two racing
+    /// transitions from the same status, exactly one is `Applied`. `NotFound`
+    /// if the call does not exist.
+    async fn transition_call(&self, transition: CallTransition) -> StoreResult<CallChange>;
+
+    // ---- the durable job queue ------------------------------------------------
+
+    /// Returns the new job's id, or `None` when `unique_key` is already held
+    /// by a pending or running job (nothing written).
+    async fn enqueue_job(&self, job: NewJob) -> StoreResult<Option<Id>>;
+    /// Claims up to `limit` due jobs, earliest `run_at` first: pending ones
+    /// with `run_at <= now`, and running ones whose lease (`locked_until`) has
+    /// lapsed (their worker died). Each becomes `running` with `locked_until =
+    /// now + lease` and `attempts + 1`. Each job goes to exactly one caller,
+    /// however many workers claim at once (PostgreSQL: `FOR UPDATE SKIP
+    /// LOCKED`).
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>>;
+    /// The claimed job is done: deletes it and enqueues `next` (a recurring
+    /// job's next run) in the same transaction. Acts only if the job is still
+    /// running under that claim (`attempts == attempt`); returns whether it
+    /// did.
+    async fn complete_job(&self, id: Id, attempt: i32, next: Option<NewJob>) -> StoreResult<bool>;
+    /// The claimed run failed: records `error`, and makes the job pending
+    /// again at `retry_at`, or dead with `None`. Acts only under that claim,
+    /// like `complete_job`.
+    async fn fail_job(
+        &self,
+        id: Id,
+        attempt: i32,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Jobs with that status (all with `None`), by (run_at, id), at most
+    /// `limit`.
+    async fn list_jobs(&self, status: Option<JobStatus>, limit: u32) -> StoreResult<Vec<Job>>;
+    /// A dead job becomes pending at `now` with `attempts = 0`. Returns false
+    /// (nothing changed) unless it was dead.
+    async fn retry_job(&self, id: Id, now: Timestamp) -> StoreResult<bool>;
 }

@@ -203,3 +203,125 @@ pub enum HistoryPage {
     /// The oldest `limit` messages with `seq > after_seq`, returned oldest first.
     AfterSeq { after_seq: i64, limit: u32 },
 }
+
+impl CallStatus {
+    /// `declined`, `missed` and `ended` are final: no transition leaves them
+    /// (contract 10.7).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CallStatus::Ended | CallStatus::Declined | CallStatus::Missed
+        )
+    }
+}
+
+/// A call (`call_sessions` row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSession {
+    pub id: Id,
+    pub conversation_id: Id,
+    pub initiator_id: Id,
+    pub kind: CallKind,
+    pub status: CallStatus,
+    pub created_at: Timestamp,
+    /// Set by the first accept.
+    pub started_at: Option<Timestamp>,
+    /// Set when a started call ends (never without `started_at`).
+    pub ended_at: Option<Timestamp>,
+}
+
+/// Someone who joined a call (the initiator at creation, then each acceptor
+/// or late joiner).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallParticipant {
+    pub call_session_id: Id,
+    pub user_id: Id,
+    pub joined_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub conversation_id: Id,
+    pub initiator_id: Id,
+    pub kind: CallKind,
+    /// Created `ringing` (the reference never uses `calling` at creation).
+    pub status: CallStatus,
+}
+
+/// One compare-and-set on a call's status, decided by the domain's state
+/// machine and applied by the store in one transaction.
+#[derive(Debug, Clone)]
+pub struct CallTransition {
+    pub call_id: Id,
+    /// Applies only if the call's current status is one of these.
+    pub from: Vec<CallStatus>,
+    pub to: CallStatus,
+    /// Added as a participant (idempotent: an existing participant is kept
+    /// with its first `joined_at`).
+    pub participant: Option<Id>,
+    /// Sets `started_at = now` unless it is already set.
+    pub start: bool,
+    /// Sets `ended_at = now` if `started_at` is set.
+    pub end: bool,
+    /// Writes the call-log message (contract 5.7: `message_type` call,
+    /// content `"call"`, author the initiator, `call_session_id` this call,
+    /// the conversation's next `seq`) in the same transaction.
+    pub log: bool,
+    pub now: Timestamp,
+}
+
+/// What a [`CallTransition`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallChange {
+    /// The status was one of `from`: the call as it is now, and the call-log
+    /// message if one was written.
+    Applied {
+        call: CallSession,
+        log: Option<Message>,
+    },
+    /// The status was not one of `from`: nothing was written; the call as it
+    /// is.
+    Refused(CallSession),
+}
+
+int_enum!(
+    /// Where a job is in the durable queue.
+    JobStatus { Pending = 0 => "pending", Running = 1 => "running", Dead = 2 => "dead" }
+);
+
+/// Work for the durable job queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Which handler runs it (e.g. `call.missed`).
+    pub kind: String,
+    /// The handler's arguments, JSON text.
+    pub payload: String,
+    /// Not claimed before this time.
+    pub run_at: Timestamp,
+    /// Failed runs after which the job is dead (kept for `chatterly jobs`).
+    pub max_attempts: i32,
+    /// At most one pending or running job holds a given key: enqueueing a
+    /// second is a no-op (a recurring job that every instance ensures at start
+    /// stays one job).
+    pub unique_key: Option<String>,
+}
+
+/// A job in the queue. Done jobs are deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Id,
+    pub kind: String,
+    pub payload: String,
+    pub status: JobStatus,
+    pub run_at: Timestamp,
+    /// Claims so far; also identifies the current claim (see
+    /// `Store::complete_job`).
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub unique_key: Option<String>,
+    pub last_error: Option<String>,
+    /// While `running`: when the claim lapses and another worker may take it.
+    pub locked_until: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}

@@ -79,6 +79,8 @@ pub enum BusMessage {
     /// A user came online (first connection anywhere) or went offline (last
     /// one gone): every instance's presence view follows.
     PresenceChanged { user_id: Id, online: bool },
+    /// A call reached a terminal state: caches of its participants go.
+    CallOver { call_id: Id },
 }
 
 /// Where a bus delivers: each instance's gateway hub.

@@ -481,6 +481,11 @@ impl Session {
                     self.domain().presence_ping(&self.user).await;
                 }
             }
+            (Channel::Calls, action) => {
+                if !super::calls::perform(&self.cable.domain, &self.identity, action, data).await {
+                    tracing::debug!(action, "unknown call action ignored");
+                }
+            }
             (_, action) => tracing::debug!(action, "unknown action ignored"),
         }
         Ok(())

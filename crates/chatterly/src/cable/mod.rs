@@ -2,6 +2,7 @@
 //! (contract 6) so existing Action Cable clients work unmodified. It owns
 //! connections and subscriptions; every rule it applies comes from the domain.
 
+mod calls;
 mod connection;
 pub mod hub;
 pub mod protocol;

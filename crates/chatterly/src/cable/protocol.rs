@@ -94,7 +94,8 @@ pub fn parse_identifier(identifier: &str) -> Option<Channel> {
     }
 }
 
-fn integer(value: &Value) -> Option<i64> {
+/// An integer sent as a JSON number or a numeric string.
+pub fn integer(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),

@@ -214,7 +214,7 @@ impl Domain {
         Ok(())
     }
 
-    async fn user(&self, id: Id) -> DomainResult<User> {
+    pub(super) async fn user(&self, id: Id) -> DomainResult<User> {
         self.store
             .user_by_id(id)
             .await?

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chatterly_store::Id;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::bus::{BusMessage, Payload, Topic};
 use crate::views::{ConversationView, MessageView, ReactionView, UserPublic};
@@ -47,6 +48,50 @@ pub enum Event<'a> {
     TypingStop {
         user_id: Id,
     },
+    // ---- a user's call stream (contract 6.7) ----
+    IncomingCall {
+        call_session_id: Id,
+        caller: &'a UserPublic,
+        call_type: &'a str,
+        conversation_id: Id,
+    },
+    CallAccepted {
+        call_session_id: Id,
+        accepted_by: &'a UserPublic,
+    },
+    /// Also on the conversation stream (contract 6.7).
+    CallDeclined {
+        call_session_id: Id,
+        declined_by: &'a UserPublic,
+    },
+    /// `status` is beyond the reference: `ended`, `declined` or `missed`
+    /// (contract 10.8: a missed call is announced too).
+    CallEnded {
+        call_session_id: Id,
+        status: &'a str,
+    },
+    /// Beyond the reference: someone joined an active call late.
+    ParticipantJoined {
+        call_session_id: Id,
+        user: &'a UserPublic,
+    },
+    ParticipantMuted {
+        call_session_id: Id,
+        user_id: Id,
+        muted: bool,
+    },
+    ParticipantCameraToggled {
+        call_session_id: Id,
+        user_id: Id,
+        camera_off: bool,
+    },
+    /// WebRTC signaling, relayed byte for byte: `call_session_id` as the
+    /// sender wrote it, `signal` untouched.
+    Signal {
+        call_session_id: &'a RawValue,
+        from_user_id: Id,
+        signal: &'a RawValue,
+    },
 }
 
 impl Event<'_> {
@@ -70,6 +115,18 @@ impl super::Domain {
             seq,
             payload: event.payload(),
         });
+    }
+
+    /// Publishes one event to several topics, serialized once.
+    pub(super) fn publish_to(&self, topics: impl IntoIterator<Item = Topic>, event: Event<'_>) {
+        let payload = event.payload();
+        for topic in topics {
+            self.bus.publish(BusMessage::Event {
+                topic,
+                seq: None,
+                payload: Arc::clone(&payload),
+            });
+        }
     }
 }
 

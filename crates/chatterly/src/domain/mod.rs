@@ -5,10 +5,12 @@
 
 mod accounts;
 pub mod auth;
+mod calls;
 mod channels;
 mod conversations;
 mod error;
 mod events;
+pub mod jobs;
 mod limits;
 mod memberships;
 mod messages;
@@ -17,9 +19,10 @@ mod validate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chatterly_store::{Conversation, Id, Message, Role, Store, User};
+use chatterly_store::{CallSession, Conversation, Id, Message, MessageKind, Role, Store, User};
 
 pub use accounts::{Login, ProfileChanges, Registration};
+pub use calls::{RosterCache, Toggle};
 pub use conversations::NewConversationRequest;
 pub use error::{DomainError, DomainResult};
 pub use limits::RateLimiter;
@@ -29,7 +32,7 @@ pub use messages::{HistoryQuery, SendMessage, Sent};
 use crate::bus::Bus;
 use crate::config::Limits;
 use crate::ephemeral::Presence;
-use crate::views::{ConversationView, MessageView, ReactionView, UserPublic};
+use crate::views::{CallSessionSummary, ConversationView, MessageView, ReactionView, UserPublic};
 use auth::{Identity, KnownUsers, Passwords, Revocations, Tokens};
 
 pub struct Domain {
@@ -41,6 +44,7 @@ pub struct Domain {
     revocations: Revocations,
     known_users: KnownUsers,
     memberships: Arc<MembershipCache>,
+    calls: Arc<RosterCache>,
     limits: Limits,
     rate: Option<RateLimiter>,
 }
@@ -54,6 +58,8 @@ pub struct DomainParts {
     pub revocations: Revocations,
     /// Must also receive the bus messages (it evicts on them).
     pub memberships: Arc<MembershipCache>,
+    /// Must also receive the bus messages (it evicts on them).
+    pub calls: Arc<RosterCache>,
     pub limits: Limits,
     pub rate: Option<RateLimiter>,
 }
@@ -69,6 +75,7 @@ impl Domain {
             revocations: parts.revocations,
             known_users: KnownUsers::default(),
             memberships: parts.memberships,
+            calls: parts.calls,
             limits: parts.limits,
             rate: parts.rate,
         }
@@ -175,10 +182,20 @@ impl Domain {
         author_ids.sort_unstable();
         author_ids.dedup();
         let message_ids: Vec<Id> = messages.iter().map(|m| m.id).collect();
-        let (authors, reactions) = futures::try_join!(
+        let call_ids: Vec<Id> = messages
+            .iter()
+            .filter(|m| m.kind == MessageKind::Call)
+            .filter_map(|m| m.call_session_id)
+            .collect();
+        let (authors, reactions, calls) = futures::try_join!(
             self.store.users_by_ids(&author_ids),
-            self.store.reactions_for(&message_ids)
+            self.store.reactions_for(&message_ids),
+            self.calls_by_ids(&call_ids)
         )?;
+        let calls: HashMap<Id, CallSessionSummary> = calls
+            .iter()
+            .map(|c| (c.id, CallSessionSummary::new(c)))
+            .collect();
         let authors: HashMap<Id, UserPublic> = authors
             .iter()
             .map(|u| (u.id, self.user_public(u)))
@@ -200,9 +217,19 @@ impl Domain {
                     ))
                 })?;
                 let reactions = reactions_by_message.remove(&m.id).unwrap_or_default();
-                Ok(MessageView::new(m, author, reactions, None))
+                // A call log shows the call's live status (contract 3.4).
+                let call = m.call_session_id.and_then(|id| calls.get(&id)).cloned();
+                Ok(MessageView::new(m, author, reactions, call))
             })
             .collect()
+    }
+
+    /// Calls by id; no round trip for a page without call logs.
+    async fn calls_by_ids(&self, ids: &[Id]) -> chatterly_store::StoreResult<Vec<CallSession>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.calls_by_ids(ids).await
     }
 
     /// A message written just now: it cannot have reactions yet, so only its

@@ -2,6 +2,7 @@
 //! they read the request, call the domain, and render a view. No SQL, no rules.
 
 mod auth;
+mod calls;
 mod conversations;
 mod error;
 pub mod extract;
@@ -44,7 +45,7 @@ pub struct AppState {
     tags(
         (name = "auth", description = "Register, login, logout (JWT in the Authorization header)"),
         (name = "users"), (name = "conversations"), (name = "messages"), (name = "reactions"),
-        (name = "health"),
+        (name = "calls"), (name = "health"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +83,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::edit, messages::delete))
         .routes(routes!(messages::react))
         .routes(routes!(messages::unreact))
+        .routes(routes!(calls::start))
+        .routes(routes!(calls::active))
+        .routes(routes!(calls::accept))
+        .routes(routes!(calls::decline))
+        .routes(routes!(calls::end))
+        .routes(routes!(calls::join))
 }
 
 pub struct HttpOptions {

@@ -34,6 +34,7 @@ macro_rules! conformance {
 
 mod auth;
 mod bad_input;
+mod calls;
 mod concurrency;
 mod conversations;
 mod cors_health_openapi;

@@ -1,0 +1,80 @@
+//! The jobs the domain schedules in the durable queue, and what running each
+//! one means. The worker (`crate::jobs`) claims, retries and buries them; it
+//! knows nothing of what they do.
+
+use std::time::Duration;
+
+use chatterly_store::{Id, Job, NewJob, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::{Domain, DomainError, DomainResult};
+
+/// A ringing call that nobody answered becomes missed.
+pub const MISSED_CALL: &str = "call.missed";
+/// Store upkeep (PostgreSQL partitions ahead, expired revocations), hourly.
+pub const MAINTENANCE: &str = "store.maintain";
+
+/// How often maintenance runs.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// Failed runs before a job is dead.
+pub const MAX_ATTEMPTS: i32 = 10;
+
+#[derive(Serialize, Deserialize)]
+struct CallArgs {
+    call_id: Id,
+}
+
+/// The missed-call timeout of a call, due at `run_at`.
+pub fn missed_call(call_id: Id, run_at: Timestamp) -> NewJob {
+    NewJob {
+        kind: MISSED_CALL.to_owned(),
+        payload: serde_json::json!({ "call_id": call_id }).to_string(),
+        run_at,
+        max_attempts: MAX_ATTEMPTS,
+        unique_key: None,
+    }
+}
+
+/// The next maintenance run. One per deployment: every instance enqueues it
+/// at start, the unique key keeps it one job.
+pub fn maintenance(run_at: Timestamp) -> NewJob {
+    NewJob {
+        kind: MAINTENANCE.to_owned(),
+        payload: "{}".to_owned(),
+        run_at,
+        max_attempts: MAX_ATTEMPTS,
+        unique_key: Some(MAINTENANCE.to_owned()),
+    }
+}
+
+impl Domain {
+    /// Runs one claimed job. Returns the job to enqueue when it completes (a
+    /// recurring job's next run), or why it failed.
+    pub async fn run_job(&self, job: &Job) -> DomainResult<Option<NewJob>> {
+        match job.kind.as_str() {
+            MISSED_CALL => {
+                let args: CallArgs = serde_json::from_str(&job.payload).map_err(|e| {
+                    DomainError::Internal(format!("bad {MISSED_CALL} payload: {e}"))
+                })?;
+                self.miss_call(args.call_id).await?;
+                Ok(None)
+            }
+            MAINTENANCE => {
+                self.maintain().await?;
+                Ok(Some(maintenance(
+                    chatterly_store::now() + MAINTENANCE_EVERY,
+                )))
+            }
+            other => Err(DomainError::Internal(format!("unknown job kind {other:?}"))),
+        }
+    }
+
+    /// Makes sure the recurring jobs are queued (idempotent; every instance
+    /// calls it at start).
+    pub async fn schedule_recurring_jobs(&self) -> DomainResult<()> {
+        self.store
+            .enqueue_job(maintenance(chatterly_store::now() + MAINTENANCE_EVERY))
+            .await?;
+        Ok(())
+    }
+}
