@@ -51,7 +51,7 @@ fn after(now: Timestamp, wait: Duration) -> Timestamp {
 pub async fn run(domain: Arc<Domain>, options: WorkerOptions, mut stop: watch::Receiver<bool>) {
     tracing::info!("job worker started");
     loop {
-        let claimed = run_due(&domain, &options).await;
+        let claimed = run_due(&domain, &options, chatterly_store::now()).await;
         if claimed < options.batch as usize {
             tokio::select! {
                 _ = tokio::time::sleep(options.poll) => {}
@@ -64,12 +64,12 @@ pub async fn run(domain: Arc<Domain>, options: WorkerOptions, mut stop: watch::R
     tracing::info!("job worker stopped");
 }
 
-/// Claims one batch of due jobs and runs them all; returns how many it
-/// claimed.
-pub async fn run_due(domain: &Arc<Domain>, options: &WorkerOptions) -> usize {
+/// Claims one batch of the jobs due at `now` and runs them all; returns how
+/// many it claimed.
+pub async fn run_due(domain: &Arc<Domain>, options: &WorkerOptions, now: Timestamp) -> usize {
     let claimed = match domain
         .store()
-        .claim_jobs(chatterly_store::now(), options.lease, options.batch)
+        .claim_jobs(now, options.lease, options.batch)
         .await
     {
         Ok(claimed) => claimed,
@@ -82,16 +82,15 @@ pub async fn run_due(domain: &Arc<Domain>, options: &WorkerOptions) -> usize {
     let mut running = JoinSet::new();
     for job in claimed {
         let domain = Arc::clone(domain);
-        running.spawn(async move { run_one(&domain, job).await });
+        running.spawn(async move { run_one(&domain, job, now).await });
     }
     while running.join_next().await.is_some() {}
     count
 }
 
-async fn run_one(domain: &Domain, job: Job) {
+async fn run_one(domain: &Domain, job: Job, now: Timestamp) {
     let store = domain.store();
     let outcome = domain.run_job(&job).await;
-    let now = chatterly_store::now();
     let recorded = match outcome {
         Ok(next) => store.complete_job(job.id, job.attempts, next).await,
         Err(error) => {
@@ -127,8 +126,8 @@ pub fn table(jobs: &[Job]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>8}  {:<8}  {:<16}  {:<24}  {:>8}  {}",
-        "ID", "STATUS", "KIND", "RUN AT", "ATTEMPTS", "LAST ERROR / PAYLOAD"
+        "{:>8}  {:<8}  {:<16}  {:<24}  {:>8}  LAST ERROR / PAYLOAD",
+        "ID", "STATUS", "KIND", "RUN AT", "ATTEMPTS"
     );
     for job in jobs {
         let detail = job.last_error.as_deref().unwrap_or(&job.payload);
@@ -175,6 +174,82 @@ mod tests {
         assert!(table.contains("10/10"), "{table}");
         assert!(table.contains("database error: gone away"), "{table}");
         assert!(table.ends_with("1 job(s)\n"), "{table}");
+    }
+
+    /// A job that keeps failing is retried after the backoff, then buried
+    /// after its last attempt; one that succeeds is gone.
+    #[tokio::test]
+    async fn failures_back_off_then_bury_and_successes_complete() {
+        use chatterly_store::{JobStatus, NewJob, Store};
+        let world = crate::domain::testing::world().await;
+        let options = WorkerOptions::default();
+        let now = chatterly_store::now();
+        let failing = world
+            .store
+            .enqueue_job(NewJob {
+                kind: "no.such.kind".into(),
+                payload: "{}".into(),
+                run_at: now,
+                max_attempts: 2,
+                unique_key: None,
+            })
+            .await
+            .expect("enqueue")
+            .expect("queued");
+        let maintenance = world
+            .store
+            .enqueue_job(crate::domain::jobs::maintenance(now))
+            .await
+            .expect("enqueue")
+            .expect("queued");
+
+        assert_eq!(run_due(&world.domain, &options, now).await, 2);
+        let jobs = world.store.list_jobs(None, 10).await.expect("list");
+        let first = jobs.iter().find(|j| j.id == failing).expect("still queued");
+        assert_eq!(first.status, JobStatus::Pending);
+        assert_eq!(first.attempts, 1);
+        assert_eq!(first.run_at, after(now, backoff(1)));
+        assert!(
+            first
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("unknown job kind")),
+            "{first:?}"
+        );
+        // Maintenance completed and queued its next run an interval later.
+        assert!(jobs.iter().all(|j| j.id != maintenance));
+        let next = jobs
+            .iter()
+            .find(|j| j.kind == crate::domain::jobs::MAINTENANCE)
+            .expect("next maintenance");
+        assert!(
+            next.run_at > now + chrono::TimeDelta::minutes(59),
+            "{next:?}"
+        );
+
+        // Not due before its backoff.
+        assert_eq!(run_due(&world.domain, &options, now).await, 0);
+        let later = after(now, backoff(1) + Duration::from_millis(1));
+        assert_eq!(run_due(&world.domain, &options, later).await, 1);
+        let dead = world
+            .store
+            .list_jobs(Some(JobStatus::Dead), 10)
+            .await
+            .expect("list");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].id, failing);
+        assert_eq!(dead[0].attempts, 2);
+        // Dead jobs are never claimed again.
+        let much_later = after(now, Duration::from_secs(7200));
+        let claimed = run_due(&world.domain, &options, much_later).await;
+        assert_eq!(claimed, 1, "only the next maintenance run is due");
+        assert!(world
+            .store
+            .list_jobs(Some(JobStatus::Dead), 10)
+            .await
+            .expect("list")
+            .iter()
+            .any(|j| j.id == failing));
     }
 
     #[test]

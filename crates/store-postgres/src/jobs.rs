@@ -15,16 +15,12 @@
 use std::time::Duration;
 
 use chatterly_store::{
-    millis, now, Id, Job, JobStatus, NewJob, StoreError, StoreResult, Timestamp,
+    millis, now, Id, Job, JobStatus, NewJob, StoreError, StoreResult, Timestamp, CONFLICT_JOB,
 };
 use sqlx::{PgExecutor, PgPool};
 
 use crate::error::{backend, violation, Violation};
 use crate::rows::{convert_all, job_columns, JobRow};
-
-/// What `retry_job` refuses with when another pending or running job holds
-/// the dead job's `unique_key` (the store crate has no constant for it).
-pub(crate) const CONFLICT_JOB: &str = "job";
 
 /// Inserts the job pending, unless a pending or running job holds its
 /// `unique_key` (then `None`, nothing written). On `executor`: the pool, or a

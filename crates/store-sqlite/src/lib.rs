@@ -187,10 +187,7 @@ const CLAIM_JOBS: &str = concat!(
     job_columns!()
 );
 
-/// What `retry_job` fails with when another pending or running job holds the
-/// dead job's `unique_key`. (`chatterly_store` has no `CONFLICT_*` constant
-/// for jobs; the PostgreSQL backend uses the same name.)
-pub const CONFLICT_JOB: &str = "job";
+pub use chatterly_store::CONFLICT_JOB;
 
 // ---- write steps shared by several commands ------------------------------------
 

@@ -34,6 +34,8 @@ pub const CONFLICT_REACTION: &str = "reaction";
 /// The conversation already has a call that is not over (calling, ringing or
 /// active).
 pub const CONFLICT_CALL: &str = "call";
+/// A retried job's `unique_key` is held by another pending or running job.
+pub const CONFLICT_JOB: &str = "job";
 
 /// Builds the job that must commit with a row, from the row as inserted (a
 /// job that needs the row's id).
@@ -169,7 +171,8 @@ pub trait Store: Send + Sync + 'static {
     async fn call_participants(&self, call_id: Id) -> StoreResult<Vec<CallParticipant>>;
     /// One atomic compare-and-set (see [`CallTransition`]): of two racing
     /// transitions from the same status, exactly one is `Applied`. `NotFound`
-    /// if the call does not exist.
+    /// if the call (or the participant's user) does not exist; nothing is
+    /// written then.
     async fn transition_call(&self, transition: CallTransition) -> StoreResult<CallChange>;
 
     // ---- the durable job queue ------------------------------------------------
@@ -209,6 +212,7 @@ pub trait Store: Send + Sync + 'static {
     /// `limit`.
     async fn list_jobs(&self, status: Option<JobStatus>, limit: u32) -> StoreResult<Vec<Job>>;
     /// A dead job becomes pending at `now` with `attempts = 0`. Returns false
-    /// (nothing changed) unless it was dead.
+    /// (nothing changed) unless it was dead; `Conflict(CONFLICT_JOB)` if
+    /// another pending or running job holds its `unique_key`.
     async fn retry_job(&self, id: Id, now: Timestamp) -> StoreResult<bool>;
 }

@@ -14,6 +14,8 @@ pub mod jobs;
 mod limits;
 mod memberships;
 mod messages;
+#[cfg(test)]
+pub(crate) mod testing;
 mod validate;
 
 use std::collections::HashMap;

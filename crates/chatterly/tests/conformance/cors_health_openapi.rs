@@ -53,6 +53,8 @@ async fn preflights_allow_the_configured_origin_on_every_api_path(backend: Backe
         ("/api/v1/conversations/3/messages/9", "PUT"),
         ("/api/v1/reactions", "POST"),
         ("/api/v1/reactions/5", "DELETE"),
+        ("/api/v1/conversations/3/calls", "POST"),
+        ("/api/v1/conversations/3/calls/4/accept", "PUT"),
     ];
     for (path, method) in paths {
         let resp = preflight(&app, path, ORIGIN, method).await;
@@ -240,6 +242,27 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ),
         ("/api/v1/reactions", &["post"]),
         ("/api/v1/reactions/{id}", &["delete"]),
+        ("/api/v1/conversations/{conversation_id}/calls", &["post"]),
+        (
+            "/api/v1/conversations/{conversation_id}/calls/active",
+            &["get"],
+        ),
+        (
+            "/api/v1/conversations/{conversation_id}/calls/{id}",
+            &["delete"],
+        ),
+        (
+            "/api/v1/conversations/{conversation_id}/calls/{id}/accept",
+            &["put"],
+        ),
+        (
+            "/api/v1/conversations/{conversation_id}/calls/{id}/decline",
+            &["put"],
+        ),
+        (
+            "/api/v1/conversations/{conversation_id}/calls/{id}/join",
+            &["post"],
+        ),
     ];
     for (path, methods) in expected {
         let item = paths

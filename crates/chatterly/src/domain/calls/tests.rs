@@ -4,127 +4,13 @@
 //! state, never leave a terminal one, and never announce a transition that
 //! did not happen.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use chatterly_store::{
-    CallStatus, ConversationKind, Id, MessageKind, NewConversation, NewUser, Store,
-};
-use chatterly_store_sqlite::SqliteStore;
+use chatterly_store::{CallStatus, MessageKind, Store};
 use proptest::prelude::*;
 
 use super::{Action, Toggle};
-use crate::bus::{Bus, BusMessage, Deliver, Topic};
-use crate::config::ServeArgs;
-use crate::domain::auth::{Identity, Passwords, Revocations, Tokens};
-use crate::domain::{Domain, DomainError, DomainParts, MembershipCache, RosterCache};
-use crate::ephemeral::Presence;
-
-/// Keeps every bus message, and hands them to the roster cache as the real
-/// receivers do.
-struct Recorder {
-    messages: Mutex<Vec<BusMessage>>,
-    calls: Arc<RosterCache>,
-}
-
-impl Bus for Recorder {
-    fn publish(&self, message: BusMessage) {
-        self.calls.deliver(&message);
-        self.messages.lock().expect("lock").push(message);
-    }
-}
-
-impl Recorder {
-    fn take(&self) -> Vec<BusMessage> {
-        std::mem::take(&mut *self.messages.lock().expect("lock"))
-    }
-}
-
-struct World {
-    domain: Domain,
-    store: Arc<SqliteStore>,
-    bus: Arc<Recorder>,
-    /// The initiator, two other members, and someone outside.
-    users: [Identity; 4],
-    conversation_id: Id,
-    _dir: tempfile::TempDir,
-}
-
-fn identity(user_id: Id) -> Identity {
-    Identity {
-        user_id,
-        jti: format!("jti-{user_id}"),
-        expires_at: chatterly_store::now() + chrono::TimeDelta::hours(1),
-    }
-}
-
-async fn world() -> World {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("calls.sqlite3"))
-            .await
-            .expect("open"),
-    );
-    store.migrate().await.expect("migrate");
-    let mut ids = Vec::new();
-    for name in ["rana", "omar", "lina", "zaid"] {
-        let user = store
-            .create_user(NewUser {
-                email: format!("{name}@example.test"),
-                username: name.to_owned(),
-                display_name: None,
-                password_hash: "x".to_owned(),
-            })
-            .await
-            .expect("user");
-        ids.push(user.id);
-    }
-    let (conversation, _) = store
-        .create_conversation(NewConversation {
-            kind: ConversationKind::Group,
-            name: Some("Crew".into()),
-            description: None,
-            created_by_id: ids[0],
-            member_ids: vec![ids[1], ids[2]],
-        })
-        .await
-        .expect("conversation");
-    let calls = Arc::new(RosterCache::default());
-    let bus = Arc::new(Recorder {
-        messages: Mutex::default(),
-        calls: Arc::clone(&calls),
-    });
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let revocations = Revocations::load(&*dyn_store, false, None)
-        .await
-        .expect("revocations");
-    let config = ServeArgs::defaults().validate().expect("defaults");
-    let domain = Domain::new(DomainParts {
-        store: dyn_store,
-        bus: bus.clone(),
-        presence: Arc::new(Presence::default()),
-        tokens: Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60)),
-        passwords: Passwords::new(64).expect("passwords"),
-        revocations,
-        memberships: Arc::new(MembershipCache::default()),
-        calls,
-        limits: config.limits,
-        rate: None,
-    });
-    World {
-        domain,
-        store,
-        bus,
-        users: [
-            identity(ids[0]),
-            identity(ids[1]),
-            identity(ids[2]),
-            identity(ids[3]),
-        ],
-        conversation_id: conversation.id,
-        _dir: dir,
-    }
-}
+use crate::bus::{BusMessage, Topic};
+use crate::domain::testing::world;
+use crate::domain::DomainError;
 
 /// What a random step does.
 #[derive(Debug, Clone, Copy)]
