@@ -124,11 +124,7 @@ impl Domain {
         conversation_id: Option<Id>,
         call_id: Id,
     ) -> DomainResult<CallSessionView> {
-        let call = self.call_for(identity, conversation_id, call_id).await?;
-        if call.initiator_id == identity.user_id {
-            return Err(DomainError::Forbidden);
-        }
-        self.act(call, Actor::User(identity.user_id), Action::Accept)
+        self.answer(identity, conversation_id, call_id, Action::Accept)
             .await
     }
 
@@ -139,12 +135,23 @@ impl Domain {
         conversation_id: Option<Id>,
         call_id: Id,
     ) -> DomainResult<CallSessionView> {
+        self.answer(identity, conversation_id, call_id, Action::Decline)
+            .await
+    }
+
+    /// The initiator cannot answer their own call (contract 4.0).
+    async fn answer(
+        &self,
+        identity: &Identity,
+        conversation_id: Option<Id>,
+        call_id: Id,
+        action: Action,
+    ) -> DomainResult<CallSessionView> {
         let call = self.call_for(identity, conversation_id, call_id).await?;
         if call.initiator_id == identity.user_id {
             return Err(DomainError::Forbidden);
         }
-        self.act(call, Actor::User(identity.user_id), Action::Decline)
-            .await
+        self.act(call, Actor::User(identity.user_id), action).await
     }
 
     /// `DELETE .../calls/:id`: only the initiator may end a call over REST
@@ -327,7 +334,10 @@ impl Domain {
             }
         };
         self.calls.forget(call.id);
-        if call.status.is_terminal() {
+        // Every instance drops its cached roster when the call is over or
+        // gained a participant: a roster cached elsewhere before a join would
+        // leave the joiner out of the others' toggles.
+        if call.status.is_terminal() || action.step().adds_participant {
             self.bus.publish(BusMessage::CallOver { call_id: call.id });
         }
         self.announce(&call, actor, action).await?;
