@@ -39,8 +39,6 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct JobsArgs {
-    #[command(flatten)]
-    pub storage: StorageArgs,
     #[command(subcommand)]
     pub command: JobsCommand,
 }
@@ -55,12 +53,24 @@ pub enum JobsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Make a dead job pending again, due now, with its attempts reset.
     Retry {
         /// The job's id (from `chatterly jobs list`).
         id: i64,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
+}
+
+impl JobsCommand {
+    pub fn storage(&self) -> &StorageArgs {
+        match self {
+            JobsCommand::List { storage, .. } | JobsCommand::Retry { storage, .. } => storage,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -68,10 +68,11 @@ async fn migrate(storage: chatterly::config::StorageArgs) -> anyhow::Result<()> 
 async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
     use chatterly_store::JobStatus;
     init_logging(LogFormat::Pretty);
-    let database = args.storage.database()?;
-    let store = server::open_store(&database, &args.storage.data_dir).await?;
+    let storage = args.command.storage();
+    let database = storage.database()?;
+    let store = server::open_store(&database, &storage.data_dir).await?;
     match args.command {
-        JobsCommand::List { status, limit } => {
+        JobsCommand::List { status, limit, .. } => {
             let status = match status {
                 JobStatusFilter::Pending => Some(JobStatus::Pending),
                 JobStatusFilter::Running => Some(JobStatus::Running),
@@ -84,13 +85,13 @@ async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot list jobs: {e}"))?;
             print!("{}", chatterly::jobs::table(&jobs));
         }
-        JobsCommand::Retry { id } => {
+        JobsCommand::Retry { id, .. } => {
             let retried = store
                 .retry_job(id, chatterly_store::now())
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot retry job {id}: {e}"))?;
             if !retried {
-                anyhow::bail!("job {id} is not dead (only dead jobs can be retried; see `chatterly jobs list --status dead`)");
+                anyhow::bail!("job {id} is not a dead job (it does not exist, or it is pending or running; only dead jobs can be retried, see `chatterly jobs list --status dead`)");
             }
             println!("job {id} is pending again and due now");
         }

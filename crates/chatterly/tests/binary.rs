@@ -620,3 +620,534 @@ async fn postgres_acknowledged_writes_survive_kill_9() {
     acknowledged_writes_survive_kill_9(args).await;
     drop(db);
 }
+
+// ---- the durable job queue -------------------------------------------------------
+
+/// `chatterly jobs ARGS... --data-dir DIR` on SQLite, run to completion.
+fn jobs_cli(data_dir: &Path, args: &[&str]) -> Output {
+    jobs_cli_on(data_dir, None, args)
+}
+
+/// `chatterly jobs` on SQLite in `data_dir`, or on PostgreSQL at `database_url`.
+fn jobs_cli_on(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Output {
+    let mut command = chatterly();
+    command
+        .arg("jobs")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir);
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    run(command, Duration::from_secs(60))
+}
+
+/// One row of `chatterly jobs list`.
+#[derive(Debug)]
+struct JobRow {
+    id: i64,
+    status: String,
+    kind: String,
+    /// The last error or the payload.
+    detail: String,
+}
+
+/// The rows of a successful `chatterly jobs list`; checks the table's header
+/// and its closing `N job(s)` line.
+#[track_caller]
+fn job_rows(output: &Output) -> Vec<JobRow> {
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "jobs list failed: {output:?}\nstderr: {}",
+        text(&output.stderr)
+    );
+    // A first run may log its migration before the table.
+    let mut lines = stdout
+        .lines()
+        .skip_while(|l| !(l.trim_start().starts_with("ID") && l.contains("STATUS")));
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no table header:\n{stdout}"));
+    for column in ["ID", "STATUS", "KIND", "RUN AT", "ATTEMPTS"] {
+        assert!(header.contains(column), "header lacks {column}: {header}");
+    }
+    let mut rows = Vec::new();
+    for line in lines {
+        if let Some(n) = line.strip_suffix(" job(s)") {
+            assert_eq!(
+                n.parse::<usize>().ok(),
+                Some(rows.len()),
+                "count line {line:?}:\n{stdout}"
+            );
+            return rows;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert!(fields.len() >= 5, "not a job row: {line:?}");
+        rows.push(JobRow {
+            id: fields[0]
+                .parse()
+                .unwrap_or_else(|_| panic!("job id in {line:?}")),
+            status: fields[1].to_owned(),
+            kind: fields[2].to_owned(),
+            detail: fields[5..].join(" "),
+        });
+    }
+    panic!("no `N job(s)` line:\n{stdout}");
+}
+
+/// A refused `jobs` command: non-zero exit, one line on stderr, no panic.
+#[track_caller]
+fn assert_one_line_error(output: &Output, mentions: &str, what: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{what}: exited 0\n{output:?}");
+    assert!(!stderr.contains("panicked"), "{what}: panicked:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{what}: one line only:\n{stderr}");
+    assert!(lines[0].starts_with("error:"), "{what}: {stderr}");
+    assert!(
+        lines[0].contains(mentions),
+        "{what}: {:?} does not mention {mentions:?}",
+        lines[0]
+    );
+    lines[0].to_owned()
+}
+
+#[test]
+fn jobs_cli_lists_an_empty_queue_and_refuses_to_retry_a_job_that_is_not_dead() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    // A queue nobody used: an empty table, for every filter.
+    for filter in [
+        &[][..],
+        &["--status", "all"],
+        &["--status", "pending"],
+        &["--status", "running"],
+        &["--status", "dead"],
+    ] {
+        let args: Vec<&str> = ["list"].into_iter().chain(filter.iter().copied()).collect();
+        let rows = job_rows(&jobs_cli(&data_dir, &args));
+        assert!(rows.is_empty(), "jobs {args:?} on an empty queue: {rows:?}");
+    }
+    // Retrying a job that does not exist.
+    assert_one_line_error(
+        &jobs_cli(&data_dir, &["retry", "4242"]),
+        "4242",
+        "retry of a missing job",
+    );
+    // A bad filter is refused by the parser, naming the flag.
+    let output = jobs_cli(&data_dir, &["list", "--status", "finished"]);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("--status"), "{output:?}");
+
+    // A server run enqueues the recurring maintenance job: pending, not dead.
+    let mut server = Process::start(&free_args(&data_dir));
+    server.kill9();
+    let rows = job_rows(&jobs_cli(&data_dir, &["list", "--status", "pending"]));
+    let maintenance = rows
+        .iter()
+        .find(|r| r.kind == "store.maintain")
+        .unwrap_or_else(|| panic!("the maintenance job is queued: {rows:?}"));
+    assert_eq!(maintenance.status, "pending");
+    assert!(job_rows(&jobs_cli(&data_dir, &["list", "--status", "dead"])).is_empty());
+    let id = maintenance.id.to_string();
+    let line = assert_one_line_error(
+        &jobs_cli(&data_dir, &["retry", &id]),
+        &id,
+        "retry of a pending job",
+    );
+    assert!(line.contains("not a dead job"), "{line}");
+    // Nothing changed.
+    let after = job_rows(&jobs_cli(&data_dir, &["list"]));
+    assert_eq!(after.len(), rows.len(), "{after:?}");
+    assert!(after
+        .iter()
+        .any(|r| r.id == maintenance.id && r.status == "pending"));
+}
+
+async fn register_at(client: &reqwest::Client, base: &str, name: &str) -> (i64, String) {
+    let resp = client
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"user": {"email": format!("{name}@example.test"), "password": "s3cret-pass", "username": name}}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status().as_u16(), 201);
+    let token = resp
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .expect("token")
+        .to_owned();
+    let body: Value = resp.json().await.expect("json");
+    (body["user"]["id"].as_i64().expect("id"), token)
+}
+
+/// The call logs of `call_id` in the conversation's (first 100 messages of)
+/// history.
+async fn call_logs(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    conversation: i64,
+    call_id: i64,
+) -> Vec<Value> {
+    let (status, body) = json_of(
+        client
+            .get(format!(
+                "{base}/api/v1/conversations/{conversation}/messages?limit=100"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("history"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["message_type"] == "call" && m["call_session"]["id"] == call_id)
+        .cloned()
+        .collect()
+}
+
+/// The missed-call timeout is durable: enqueued with the call, it survives a
+/// SIGKILL of the server right after the 201, and the restarted server runs
+/// it, once, even though it came due while nothing was running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_ringing_call_is_missed_once_after_kill_9_and_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = free_args(dir.path());
+    args.extend(["--call-ring-timeout".to_owned(), "2".to_owned()]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let mut server = Process::start(&args);
+    wait_up(&client, &server.base).await;
+    let base = server.base.clone();
+    let (alice, alice_token) = register_at(&client, &base, "alice").await;
+    let (bob, bob_token) = register_at(&client, &base, "bob").await;
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/api/v1/conversations"))
+            .bearer_auth(&alice_token)
+            .json(&json!({"conversation_type": "direct", "member_ids": [bob]}))
+            .send()
+            .await
+            .expect("create"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let conversation = body["data"]["id"].as_i64().expect("id");
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/api/v1/conversations/{conversation}/calls"))
+            .bearer_auth(&alice_token)
+            .json(&json!({"call": {"call_type": "audio"}}))
+            .send()
+            .await
+            .expect("start call"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    server.kill9();
+    let killed = Instant::now();
+    let call_id = body["data"]["id"].as_i64().expect("call id");
+    assert_eq!(body["data"]["status"], "ringing");
+    let stderr = server.stderr.lock().expect("lock").clone();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    drop(server);
+
+    // While nothing runs, the timeout waits in the queue, for this call.
+    let payload = format!("\"call_id\":{call_id}");
+    let pending = job_rows(&jobs_cli(dir.path(), &["list", "--status", "pending"]));
+    let missed: Vec<&JobRow> = pending.iter().filter(|r| r.kind == "call.missed").collect();
+    assert_eq!(
+        missed.len(),
+        1,
+        "one missed-call job is queued: {pending:?}"
+    );
+    assert!(missed[0].detail.contains(&payload), "{:?}", missed[0]);
+
+    // Back up only after it came due.
+    let due = Duration::from_millis(2500);
+    if let Some(wait) = due.checked_sub(killed.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+    let mut server = Process::start(&args);
+    wait_up(&client, &server.base).await;
+    let base = server.base.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call_logs(&client, &base, &bob_token, conversation, call_id)
+        .await
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the call was never missed after the restart: {}",
+            server.stderr.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several worker polls later: still exactly one log.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let logs = call_logs(&client, &base, &alice_token, conversation, call_id).await;
+    assert_eq!(logs.len(), 1, "exactly one call log: {logs:?}");
+    let log = &logs[0];
+    assert_eq!(log["content"], "call");
+    assert_eq!(
+        log["user"]["id"], alice,
+        "the log's author is the initiator"
+    );
+    assert_eq!(log["call_session"]["status"], "missed", "{log}");
+    assert_eq!(log["call_session"]["initiator_id"], alice);
+    assert!(log["call_session"]["duration"].is_null(), "{log}");
+    // It is over: not active, not acceptable.
+    let active = client
+        .get(format!(
+            "{base}/api/v1/conversations/{conversation}/calls/active"
+        ))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .expect("active");
+    assert_eq!(active.status().as_u16(), 404);
+    let (status, body) = json_of(
+        client
+            .put(format!(
+                "{base}/api/v1/conversations/{conversation}/calls/{call_id}/accept"
+            ))
+            .bearer_auth(&bob_token)
+            .send()
+            .await
+            .expect("accept"),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    // The job is gone from the queue (not pending, not dead, not claimed).
+    let all = job_rows(&jobs_cli(dir.path(), &["list", "--status", "all"]));
+    assert!(
+        !all.iter().any(|r| r.kind == "call.missed"),
+        "the missed-call job is done: {all:?}"
+    );
+
+    // Another crash and restart do not miss it again.
+    server.kill9();
+    drop(server);
+    let server = Process::start(&args);
+    wait_up(&client, &server.base).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let logs = call_logs(&client, &server.base, &alice_token, conversation, call_id).await;
+    assert_eq!(logs.len(), 1, "still one call log: {logs:?}");
+    assert_eq!(logs[0]["call_session"]["status"], "missed");
+    let stderr = server.stderr.lock().expect("lock").clone();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `--jobs off`: this instance runs no job, so a call it started stays
+/// ringing past its timeout, its job pending, until a server with a worker
+/// runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_jobs_off_the_timeout_waits_for_a_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = free_args(dir.path());
+    args.extend(["--call-ring-timeout".to_owned(), "1".to_owned()]);
+    let mut without_worker = args.clone();
+    without_worker.extend(["--jobs".to_owned(), "off".to_owned()]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let mut server = Process::start(&without_worker);
+    wait_up(&client, &server.base).await;
+    let base = server.base.clone();
+    let (_, alice_token) = register_at(&client, &base, "alice").await;
+    let (bob, bob_token) = register_at(&client, &base, "bob").await;
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/api/v1/conversations"))
+            .bearer_auth(&alice_token)
+            .json(&json!({"conversation_type": "direct", "member_ids": [bob]}))
+            .send()
+            .await
+            .expect("create"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let conversation = body["data"]["id"].as_i64().expect("id");
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/api/v1/conversations/{conversation}/calls"))
+            .bearer_auth(&alice_token)
+            .json(&json!({"call": {"call_type": "video"}}))
+            .send()
+            .await
+            .expect("start call"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let call_id = body["data"]["id"].as_i64().expect("call id");
+    // Twice the timeout later: nobody missed it; it still rings (a second
+    // call is refused) and its job is still pending, overdue.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(call_logs(&client, &base, &bob_token, conversation, call_id)
+        .await
+        .is_empty());
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/api/v1/conversations/{conversation}/calls"))
+            .bearer_auth(&bob_token)
+            .json(&json!({"call": {"call_type": "audio"}}))
+            .send()
+            .await
+            .expect("second call"),
+    )
+    .await;
+    assert_eq!(status, 422, "the first call is not over: {body}");
+    let pending = job_rows(&jobs_cli(dir.path(), &["list", "--status", "pending"]));
+    assert!(
+        pending.iter().any(
+            |r| r.kind == "call.missed" && r.detail.contains(&format!("\"call_id\":{call_id}"))
+        ),
+        "the job waits: {pending:?}"
+    );
+    server.kill9();
+    drop(server);
+
+    // A server with a worker runs it at once.
+    let server = Process::start(&args);
+    wait_up(&client, &server.base).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = call_logs(&client, &server.base, &bob_token, conversation, call_id).await;
+        if let Some(log) = logs.first() {
+            assert_eq!(logs.len(), 1, "{logs:?}");
+            assert_eq!(log["call_session"]["status"], "missed", "{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never ran the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `chatterly jobs retry` makes a dead job due again, and a running worker
+/// runs it. (The dead job is written straight into the queue table: a job
+/// only dies after ten failed runs, which a test cannot provoke quickly.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_retried_dead_job_runs_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = PgDatabase::create();
+    let mut args = free_args(dir.path());
+    args.extend([
+        "--database-url".into(),
+        db.url.clone(),
+        "--jwt-secret".into(),
+        PG_JWT_SECRET.into(),
+    ]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    // Calls ring for the default 30 s: only the retried job can miss this one.
+    let server = Process::start(&args);
+    wait_up(&client, &server.base).await;
+    let base = server.base.clone();
+    let (_, alice_token) = register_at(&client, &base, "alice").await;
+    let (bob, bob_token) = register_at(&client, &base, "bob").await;
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/api/v1/conversations"))
+            .bearer_auth(&alice_token)
+            .json(&json!({"conversation_type": "direct", "member_ids": [bob]}))
+            .send()
+            .await
+            .expect("create"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let conversation = body["data"]["id"].as_i64().expect("id");
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/api/v1/conversations/{conversation}/calls"))
+            .bearer_auth(&alice_token)
+            .json(&json!({"call": {"call_type": "audio"}}))
+            .send()
+            .await
+            .expect("start call"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let call_id = body["data"]["id"].as_i64().expect("call id");
+
+    let url = db.url.clone();
+    let payload = json!({ "call_id": call_id }).to_string();
+    let dead_id: i64 = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query_scalar(
+            "INSERT INTO jobs (kind, payload, status, run_at, attempts, max_attempts, last_error, created_at, updated_at)
+             VALUES ('call.missed', $1, 2, now(), 10, 10, 'simulated: database went away', now(), now())
+             RETURNING id",
+        )
+        .bind(&payload)
+        .fetch_one(&mut conn)
+        .await
+        .expect("insert a dead job")
+    };
+    let storage = Some(db.url.as_str());
+    let dead = job_rows(&jobs_cli_on(
+        dir.path(),
+        storage,
+        &["list", "--status", "dead"],
+    ));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].id, dead_id);
+    assert_eq!(dead[0].status, "dead");
+    assert_eq!(dead[0].kind, "call.missed");
+    assert!(
+        dead[0].detail.contains("simulated: database went away"),
+        "the last error is shown: {dead:?}"
+    );
+    // Still ringing: a dead job does nothing by itself.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(call_logs(&client, &base, &bob_token, conversation, call_id)
+        .await
+        .is_empty());
+
+    let id = dead_id.to_string();
+    let output = jobs_cli_on(dir.path(), storage, &["retry", &id]);
+    assert!(output.status.success(), "retry: {output:?}");
+    assert!(
+        text(&output.stdout).contains(&format!("job {id} is pending again")),
+        "{output:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = call_logs(&client, &base, &bob_token, conversation, call_id).await;
+        if !logs.is_empty() {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "the retried job never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["call_session"]["status"], "missed");
+    // Done: not dead any more, and it cannot be retried twice.
+    assert!(job_rows(&jobs_cli_on(
+        dir.path(),
+        storage,
+        &["list", "--status", "dead"]
+    ))
+    .is_empty());
+    assert_one_line_error(
+        &jobs_cli_on(dir.path(), storage, &["retry", &id]),
+        &id,
+        "a second retry",
+    );
+    drop(server);
+    drop(db);
+}

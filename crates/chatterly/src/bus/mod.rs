@@ -79,8 +79,9 @@ pub enum BusMessage {
     /// A user came online (first connection anywhere) or went offline (last
     /// one gone): every instance's presence view follows.
     PresenceChanged { user_id: Id, online: bool },
-    /// A call reached a terminal state: caches of its participants go.
-    CallOver { call_id: Id },
+    /// A call reached a terminal state or gained a participant: every
+    /// instance's cached roster of it goes.
+    CallChanged { call_id: Id },
 }
 
 /// Where a bus delivers: each instance's gateway hub.

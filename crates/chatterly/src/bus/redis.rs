@@ -33,7 +33,7 @@ enum Header {
     ConversationDeleted { conversation_id: i64 },
     TokenRevoked { user_id: i64, jti: String },
     PresenceChanged { user_id: i64, online: bool },
-    CallOver { call_id: i64 },
+    CallChanged { call_id: i64 },
 }
 
 /// `origin\nheader\npayload`.
@@ -80,7 +80,7 @@ fn encode(origin: &str, message: &BusMessage) -> Vec<u8> {
             },
             None,
         ),
-        BusMessage::CallOver { call_id } => (Header::CallOver { call_id: *call_id }, None),
+        BusMessage::CallChanged { call_id } => (Header::CallChanged { call_id: *call_id }, None),
     };
     let header = serde_json::to_string(&header).unwrap_or_default();
     let mut bytes =
@@ -120,7 +120,7 @@ fn decode(bytes: &[u8]) -> Option<(&str, BusMessage)> {
         Header::PresenceChanged { user_id, online } => {
             BusMessage::PresenceChanged { user_id, online }
         }
-        Header::CallOver { call_id } => BusMessage::CallOver { call_id },
+        Header::CallChanged { call_id } => BusMessage::CallChanged { call_id },
     };
     Some((origin, message))
 }

@@ -277,7 +277,7 @@ impl Deliver for Hub {
                 }
             }
             // The presence view follows these; sockets learn from presence events.
-            BusMessage::PresenceChanged { .. } | BusMessage::CallOver { .. } => {}
+            BusMessage::PresenceChanged { .. } | BusMessage::CallChanged { .. } => {}
         }
     }
 }

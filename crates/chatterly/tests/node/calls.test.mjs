@@ -575,6 +575,18 @@ test("the REST routes make the same transitions and send the same events", async
   // Accept over REST tells the caller's socket (10.6 fixed).
   const first = await startCall(alice, conversation, "audio");
   await waitIncoming(b, first);
+  // The call must be in the path's conversation, even for a member of both.
+  const elsewhere = await createGroup(bob, "Elsewhere", [alice]);
+  for (const [method, path] of [
+    ["PUT", `${callsPath(elsewhere)}/${first.id}/accept`],
+    ["PUT", `${callsPath(elsewhere)}/${first.id}/decline`],
+    ["POST", `${callsPath(elsewhere)}/${first.id}/join`],
+  ]) {
+    const response = await api(method, path, { token: bob.token });
+    assert.equal(response.status, 404, `${method} ${path}: ${response.text}`);
+  }
+  const wrongPlace = await api("DELETE", `${callsPath(elsewhere)}/${first.id}`, { token: alice.token });
+  assert.equal(wrongPlace.status, 404, wrongPlace.text);
   // One call at a time per conversation.
   const second = await api("POST", base, { token: bob.token, body: { call: { call_type: "video" } } });
   assert.equal(second.status, 422, second.text);
@@ -620,4 +632,79 @@ test("the REST routes make the same transitions and send the same events", async
     "incoming_call",
     "call_ended",
   ]);
+});
+
+test("in a group, one decline ends the ringing for every member (10.20)", async (t) => {
+  const [alice, bob, carol] = await Promise.all([register("gd_alice"), register("gd_bob"), register("gd_carol")]);
+  const conversation = await createGroup(alice, "Decline crew", [bob, carol]);
+  const a = await side(t, alice, conversation);
+  const b = await side(t, bob);
+  const c = await side(t, carol);
+
+  const call = await startCall(alice, conversation);
+  await Promise.all([waitIncoming(b, call), waitIncoming(c, call)]);
+  b.calls.perform("decline_call", { call_session_id: call.id });
+  const declined = await a.calls.next(ofCall(call, "call_declined"), { what: "call_declined" });
+  assertUserPublic(declined.declined_by, bob);
+  // Carol's ringing modal is dismissed; she cannot pick up any more.
+  const dismissed = await c.calls.next(ofCall(call, "call_ended"), { what: "carol dismissed" });
+  assert.equal(dismissed.status, "declined");
+  c.calls.perform("accept_call", { call_session_id: call.id });
+  await a.room.next(isCallLog(call), { what: "call log" });
+  await untilPast(call, RING_TIMEOUT_MS + 300);
+  await sleep(SETTLE_MS);
+  assert.deepEqual(a.calls.messages.items.map((m) => m.type), ["call_declined"]);
+  for (const s of [b, c]) {
+    assert.deepEqual(s.calls.messages.items.map((m) => m.type), ["incoming_call", "call_ended"]);
+  }
+  assert.equal(count(a.room, isCallLog(call)), 1);
+  assertCallLog((await callLogsInHistory(carol, call))[0], call, alice, "declined");
+});
+
+test("racing transitions settle on one winner: one acceptor, one call log", async (t) => {
+  const [alice, bob, carol] = await Promise.all([register("race_alice"), register("race_bob"), register("race_carol")]);
+  const conversation = await createGroup(alice, "Race crew", [bob, carol]);
+  const a = await side(t, alice, conversation);
+  const b = await side(t, bob);
+  const c = await side(t, carol);
+  const base = callsPath(conversation);
+
+  // Two members accept at once.
+  const call = await startCall(alice, conversation);
+  await Promise.all([waitIncoming(b, call), waitIncoming(c, call)]);
+  const answers = await Promise.all(
+    [bob, carol].map((u) => api("PUT", `${base}/${call.id}/accept`, { token: u.token })),
+  );
+  assert.deepEqual(
+    answers.map((r) => r.status).sort(),
+    [200, 422],
+    `one accept wins: ${answers.map((r) => r.text).join(" | ")}`,
+  );
+  const winner = answers[0].status === 200 ? bob : carol;
+  const loser = winner === bob ? carol : bob;
+  const accepted = await a.calls.next(ofCall(call, "call_accepted"), { what: "call_accepted" });
+  assertUserPublic(accepted.accepted_by, winner);
+  const active = await expectApi(200, "GET", `${base}/active`, { token: alice.token });
+  assert.ok(!active.participants.some((p) => p.id === loser.id), "the loser did not become a participant");
+
+  // Everyone hangs up at once: the call ends once, with one log.
+  const winnerSide = winner === bob ? b : c;
+  winnerSide.calls.perform("end_call", { call_session_id: call.id });
+  a.calls.perform("end_call", { call_session_id: call.id });
+  const rest = await api("DELETE", `${base}/${call.id}`, { token: alice.token });
+  assert.ok([200, 422].includes(rest.status), rest.text);
+  await a.room.next(isCallLog(call), { what: "call log" });
+  await untilPast(call, RING_TIMEOUT_MS + 300);
+  await sleep(SETTLE_MS);
+  assert.equal(count(a.room, isCallLog(call)), 1, "one call log");
+  const history = await callLogsInHistory(alice, call);
+  assert.equal(history.length, 1);
+  assertCallLog(history[0], call, alice, "ended");
+  for (const s of [a, b, c]) {
+    assert.ok(count(s.calls, ofCall(call, "call_ended")) <= 1, `${s.user.username}: at most one call_ended`);
+  }
+  // The one who did not end it hears of it exactly once.
+  const loserSide = loser === bob ? b : c;
+  assert.equal(count(loserSide.calls, ofCall(call, "call_ended")), 1);
+  assert.equal(count(a.calls, ofCall(call, "call_accepted")), 1);
 });

@@ -338,7 +338,8 @@ impl Domain {
         // gained a participant: a roster cached elsewhere before a join would
         // leave the joiner out of the others' toggles.
         if call.status.is_terminal() || action.step().adds_participant {
-            self.bus.publish(BusMessage::CallOver { call_id: call.id });
+            self.bus
+                .publish(BusMessage::CallChanged { call_id: call.id });
         }
         self.announce(&call, actor, action).await?;
         if let Some(log) = log {

@@ -5,13 +5,17 @@
 //! Participants only ever join while a call is live, so a cached roster can
 //! miss someone who joined on another instance but never holds someone who
 //! should not be there: a lookup that does not find the users it needs reloads
-//! once from the store. When a call ends (`CallOver` on the bus, published
-//! after the terminal transition committed), every instance drops its entry;
-//! a reload that raced the eviction is not kept (a generation counter, as in
-//! `MembershipCache`).
+//! once from the store. When a call ends or gains a participant (`CallChanged` on
+//! the bus, published after the transition committed), every instance drops
+//! its entry, so the fan-out of toggles reaches late joiners too; a reload
+//! that raced the eviction is not kept (a generation counter, as in
+//! `MembershipCache`). Entries also expire after [`TTL`], so a lost bus
+//! message (Redis away) or a conversation deleted mid-call cannot keep a
+//! roster alive for long.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chatterly_store::{CallSession, Id, Store, StoreResult};
 use dashmap::DashMap;
@@ -21,6 +25,8 @@ use crate::bus::{BusMessage, Deliver};
 /// Beyond this many live calls cached, the cache starts over (entries are
 /// small; calls end and are evicted, so this is only a backstop).
 const MAX_ENTRIES: usize = 100_000;
+/// How long a cached roster is trusted without asking the store.
+const TTL: Duration = Duration::from_secs(30);
 
 /// A live call and everyone who may signal in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +44,7 @@ impl Roster {
 
 #[derive(Default)]
 pub struct RosterCache {
-    calls: DashMap<Id, Arc<Roster>>,
+    calls: DashMap<Id, (Arc<Roster>, Instant)>,
     generation: AtomicU64,
 }
 
@@ -51,9 +57,10 @@ impl RosterCache {
         call_id: Id,
         needed: &[Id],
     ) -> StoreResult<Option<Arc<Roster>>> {
-        if let Some(roster) = self.calls.get(&call_id) {
-            if needed.iter().all(|u| roster.includes(*u)) {
-                return Ok(Some(Arc::clone(&roster)));
+        if let Some(entry) = self.calls.get(&call_id) {
+            let (roster, cached_at) = &*entry;
+            if cached_at.elapsed() < TTL && needed.iter().all(|u| roster.includes(*u)) {
+                return Ok(Some(Arc::clone(roster)));
             }
         }
         let roster = self.reload(store, call_id).await?;
@@ -81,7 +88,8 @@ impl RosterCache {
         if self.calls.len() >= MAX_ENTRIES {
             self.calls.clear();
         }
-        self.calls.insert(call_id, Arc::clone(&roster));
+        self.calls
+            .insert(call_id, (Arc::clone(&roster), Instant::now()));
         if self.generation.load(Ordering::Acquire) != generation {
             self.calls.remove(&call_id);
         }
@@ -97,7 +105,7 @@ impl RosterCache {
 
 impl Deliver for RosterCache {
     fn deliver(&self, message: &BusMessage) {
-        if let BusMessage::CallOver { call_id } = message {
+        if let BusMessage::CallChanged { call_id } = message {
             self.forget(*call_id);
         }
     }
