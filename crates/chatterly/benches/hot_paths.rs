@@ -44,6 +44,8 @@ fn history_page_serialization(c: &mut Criterion) {
                 created_at: now,
                 edited_at: None,
                 deleted_at: None,
+                mentions: Vec::new(),
+                broadcast: None,
             };
             let reactions = vec![ReactionView {
                 id: i,
