@@ -153,10 +153,22 @@ impl RunArgs {
     }
 }
 
+/// CPU accounting for the request scenarios.
+#[derive(Debug, Clone, Args)]
+pub struct CpuArgs {
+    /// PID of the server process: report its CPU time (and the load tool's)
+    /// over the measured window, in all and per request.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RestReadArgs {
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub cpu: CpuArgs,
 
     /// Users to register; worker i reads as user i mod N.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -181,6 +193,7 @@ impl RestReadArgs {
             "users": self.users,
             "seed_messages": self.seed_messages,
             "page_limit": self.page_limit,
+            "server_pid": self.cpu.server_pid,
         })
     }
 }
@@ -189,6 +202,9 @@ impl RestReadArgs {
 pub struct ConversationListArgs {
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub cpu: CpuArgs,
 
     /// Conversations the reader belongs to.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -217,6 +233,7 @@ impl ConversationListArgs {
             "peers": self.peers,
             "messages": self.messages,
             "mention_every": self.mention_every,
+            "server_pid": self.cpu.server_pid,
         })
     }
 }
@@ -225,6 +242,9 @@ impl ConversationListArgs {
 pub struct SendArgs {
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub cpu: CpuArgs,
 
     /// Conversations to spread the senders over (sender i posts to
     /// conversation i mod K; every sender is a member of all of them).
@@ -258,6 +278,7 @@ impl SendArgs {
             "rate": self.rate,
             "content_bytes": self.content_bytes,
             "verify": !self.no_verify,
+            "server_pid": self.cpu.server_pid,
         })
     }
 }

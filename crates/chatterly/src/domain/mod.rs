@@ -9,7 +9,7 @@ mod calls;
 mod channels;
 mod conversations;
 mod error;
-mod events;
+pub mod events;
 pub mod jobs;
 mod limits;
 mod memberships;

@@ -145,6 +145,7 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
         args.run.duration(),
         ctx.chatty,
     );
+    let cpu = crate::report::CpuMeter::start(args.cpu.server_pid);
     let start = Instant::now();
     let results = run_workers(args.run.workers(), |_| {
         let (api, reader, url) = (api.clone(), reader.clone(), url.clone());
@@ -161,6 +162,7 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
     })
     .await?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu.finish();
     progress.finish().await;
 
     let mut all = Recorder::default();
@@ -186,6 +188,7 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
         "each response lists {n} conversations ({} unread messages, {} mentions in all)",
         expected.unread, expected.mentions
     ));
+    report.cpu = cpu.map(|c| c.per_request(report.requests));
     Ok(report)
 }
 
