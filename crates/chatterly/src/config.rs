@@ -35,6 +35,109 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Inspect the durable job queue: list pending or dead jobs, retry a dead one.
     Jobs(JobsArgs),
+    /// Administer accounts: list, create, disable, enable, reset passwords,
+    /// promote to site administrator.
+    Users(UsersArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub command: UsersCommand,
+}
+
+/// Where a new password comes from.
+#[derive(Debug, Clone, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of standard input (it never
+    /// appears in the process list). Without it a random password is
+    /// generated and printed once.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Memory cost of password hashing (argon2id), in KiB; as for `serve`.
+    #[arg(long, env = "CHATTERLY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// List accounts by username, with their role and status.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Create an account (the same rules as registering).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Make it a site administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Disable an account: it cannot sign in, and its tokens and sockets stop
+    /// working at once on every running instance.
+    Disable {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Set a new password (also clears failed logins and any lock).
+    ResetPassword {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Make a user a site administrator.
+    Promote {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Make a site administrator an ordinary user again.
+    Demote {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+impl UsersCommand {
+    pub fn storage(&self) -> &StorageArgs {
+        match self {
+            UsersCommand::List { storage, .. }
+            | UsersCommand::Create { storage, .. }
+            | UsersCommand::Disable { storage, .. }
+            | UsersCommand::Enable { storage, .. }
+            | UsersCommand::ResetPassword { storage, .. }
+            | UsersCommand::Promote { storage, .. }
+            | UsersCommand::Demote { storage, .. } => storage,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

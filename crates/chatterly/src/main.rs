@@ -32,6 +32,10 @@ async fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(storage)) => migrate(storage).await,
         Some(Command::Jobs(args)) => jobs(args).await,
+        Some(Command::Users(args)) => {
+            init_logging(LogFormat::Pretty);
+            chatterly::ops::users::run(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

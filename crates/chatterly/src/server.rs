@@ -18,7 +18,7 @@ use crate::bus::{Bus, Deliver, LocalBus, Receivers, RedisBus};
 use crate::cable::hub::{CloseReason, Hub};
 use crate::cable::{Cable, CableOptions};
 use crate::config::{Config, Database, MIN_SECRET_BYTES};
-use crate::domain::auth::{Passwords, Revocations, Tokens};
+use crate::domain::auth::{KnownUsers, Passwords, Revocations, Tokens};
 use crate::domain::{Domain, DomainParts, MembershipCache, RateLimiter, RosterCache};
 use crate::ephemeral::Presence;
 use crate::http::{self, AppState, HttpOptions};
@@ -194,11 +194,13 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     });
     let memberships = Arc::new(MembershipCache::default());
     let calls = Arc::new(RosterCache::default());
+    let known_users = Arc::new(KnownUsers::default());
     let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![
         hub.clone(),
         presence.clone(),
         memberships.clone(),
         calls.clone(),
+        known_users.clone(),
     ]));
     let bus: Arc<dyn Bus> = match &redis {
         Some((client, manager)) => Arc::new(
@@ -229,6 +231,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         tokens: Tokens::new(&secret, config.token_ttl),
         passwords,
         revocations,
+        known_users,
         memberships,
         calls,
         limits: config.limits.clone(),

@@ -34,11 +34,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatterly_store::{
-    millis, now, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
-    ConversationKind, HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member, Message, NewCall,
-    NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Reaction, Role, Store, StoreError,
-    StoreResult, Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION,
-    CONFLICT_USERNAME,
+    millis, now, AccountChange, CallChange, CallParticipant, CallSession, CallTransition,
+    Conversation, ConversationKind, HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member,
+    Message, NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Reaction, Role,
+    Store, StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER,
+    CONFLICT_REACTION, CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -346,6 +346,62 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(User::from))
+    }
+
+    async fn change_account(
+        &self,
+        id: Id,
+        change: AccountChange,
+        job: Option<NewJob>,
+    ) -> StoreResult<User> {
+        let now = now();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let query = match &change {
+            AccountChange::Disabled(at) => sqlx::query_as(concat!(
+                "UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+                user_columns!()
+            ))
+            .bind(id)
+            .bind(at.map(millis)),
+            AccountChange::SiteAdmin(admin) => sqlx::query_as(concat!(
+                "UPDATE users SET site_admin = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+                user_columns!()
+            ))
+            .bind(id)
+            .bind(*admin),
+            AccountChange::PasswordHash(hash) => sqlx::query_as(concat!(
+                "UPDATE users SET password_hash = $2, failed_attempts = 0, locked_at = NULL,
+                                  updated_at = $3
+                 WHERE id = $1 RETURNING ",
+                user_columns!()
+            ))
+            .bind(id)
+            .bind(hash.as_str()),
+        };
+        let row: Option<UserRow> = query
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let user = row.map(User::from).ok_or(StoreError::NotFound)?;
+        if let Some(job) = &job {
+            jobs::insert(&mut *tx, job, now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
+    }
+
     async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()> {
         // A missing user is not an error, as in the SQLite store.
         sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
@@ -561,7 +617,8 @@ impl Store for PgStore {
         let rows: Vec<MemberRow> = sqlx::query_as(
             "SELECT m.conversation_id, m.role, m.joined_at,
                     u.id, u.email, u.username, u.display_name, u.avatar_url, u.password_hash,
-                    u.failed_attempts, u.locked_at, u.last_seen_at, u.created_at
+                    u.failed_attempts, u.locked_at, u.last_seen_at, u.created_at,
+                    u.disabled_at, u.site_admin
              FROM conversation_members m
              JOIN users u ON u.id = m.user_id
              WHERE m.conversation_id = ANY($1)

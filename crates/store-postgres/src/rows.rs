@@ -14,7 +14,7 @@ use chatterly_store::{
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at"
+         locked_at, last_seen_at, created_at, disabled_at, site_admin"
     };
 }
 macro_rules! conversation_columns {
@@ -78,6 +78,8 @@ pub(crate) struct UserRow {
     locked_at: Option<Timestamp>,
     last_seen_at: Option<Timestamp>,
     created_at: Timestamp,
+    disabled_at: Option<Timestamp>,
+    site_admin: bool,
 }
 
 impl From<UserRow> for User {
@@ -93,6 +95,8 @@ impl From<UserRow> for User {
             locked_at: ms_opt(r.locked_at),
             last_seen_at: ms_opt(r.last_seen_at),
             created_at: ms(r.created_at),
+            disabled_at: ms_opt(r.disabled_at),
+            site_admin: r.site_admin,
         }
     }
 }

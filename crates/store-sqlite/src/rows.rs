@@ -20,7 +20,7 @@ use crate::error::Db;
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at"
+         locked_at, last_seen_at, created_at, disabled_at, site_admin"
     };
 }
 
@@ -114,6 +114,8 @@ pub(crate) fn user(row: &Row<'_>, at: usize) -> StoreResult<User> {
         locked_at: from_millis_opt(get(row, at + 7)?)?,
         last_seen_at: from_millis_opt(get(row, at + 8)?)?,
         created_at: from_millis(get(row, at + 9)?)?,
+        disabled_at: from_millis_opt(get(row, at + 10)?)?,
+        site_admin: get(row, at + 11)?,
     })
 }
 

@@ -80,6 +80,22 @@ pub struct User {
     pub locked_at: Option<Timestamp>,
     pub last_seen_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// Set by an administrator (`chatterly users disable`): the account
+    /// cannot sign in and its tokens are refused.
+    pub disabled_at: Option<Timestamp>,
+    /// A site administrator (`chatterly users promote`).
+    pub site_admin: bool,
+}
+
+/// An administrator's change to an account (`chatterly users …`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountChange {
+    /// Disabled since the given time, or enabled again with `None`.
+    Disabled(Option<Timestamp>),
+    /// Made a site administrator, or no longer one.
+    SiteAdmin(bool),
+    /// A new password hash; also clears failed logins and any lock.
+    PasswordHash(String),
 }
 
 #[derive(Debug, Clone)]

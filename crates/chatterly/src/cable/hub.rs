@@ -276,6 +276,13 @@ impl Deliver for Hub {
                     }
                 }
             }
+            BusMessage::UserDisabled { user_id } => {
+                if let Some(connections) = self.connections.get(user_id) {
+                    for connection in connections.iter() {
+                        connection.close(CloseReason::Unauthorized);
+                    }
+                }
+            }
             // The presence view follows these; sockets learn from presence events.
             BusMessage::PresenceChanged { .. } | BusMessage::CallChanged { .. } => {}
         }
@@ -365,5 +372,17 @@ mod tests {
         assert_eq!(desktop.close_reason.load(Ordering::Acquire), 0);
         hub.disconnect(&phone);
         assert_eq!(hub.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn disabling_a_user_closes_all_their_sockets_only() {
+        let hub = Hub::default();
+        let (phone, _a) = hub.connect(1, "phone-jti", 8);
+        let (desktop, _b) = hub.connect(1, "desktop-jti", 8);
+        let (other, _c) = hub.connect(2, "other-jti", 8);
+        hub.deliver(&BusMessage::UserDisabled { user_id: 1 });
+        assert_eq!(phone.closed().await, CloseReason::Unauthorized);
+        assert_eq!(desktop.closed().await, CloseReason::Unauthorized);
+        assert_eq!(other.close_reason.load(Ordering::Acquire), 0);
     }
 }
