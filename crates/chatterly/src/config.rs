@@ -38,6 +38,29 @@ pub enum Command {
     /// Administer accounts: list, create, disable, enable, reset passwords,
     /// promote to site administrator.
     Users(UsersArgs),
+    /// Copy the embedded SQLite database into a new file, consistently, while
+    /// the server keeps serving. (PostgreSQL: use pg_dump or PITR; see the README.)
+    Backup(BackupArgs),
+    /// Restore a backup made by `backup` into an empty data directory.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The file to write; it must not exist.
+    #[arg(long)]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup file (from `chatterly backup`).
+    #[arg(long)]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Clone, Args)]

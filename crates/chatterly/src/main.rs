@@ -36,6 +36,11 @@ async fn main() -> ExitCode {
             init_logging(LogFormat::Pretty);
             chatterly::ops::users::run(args).await
         }
+        Some(Command::Backup(args)) => chatterly::ops::backup::backup(args).await,
+        Some(Command::Restore(args)) => {
+            init_logging(LogFormat::Pretty);
+            chatterly::ops::backup::restore(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -195,3 +195,195 @@ async fn disabling_a_user_closes_their_sockets_on_every_instance() {
         "{list}"
     );
 }
+
+/// Every message of a conversation, oldest first.
+async fn all_messages(
+    instance: &Instance,
+    token: &str,
+    conversation: i64,
+) -> Vec<serde_json::Value> {
+    let mut all: Vec<serde_json::Value> = Vec::new();
+    let mut query = "limit=100".to_owned();
+    loop {
+        let (status, body) = call(
+            reqwest::Method::GET,
+            instance.url(&format!(
+                "/api/v1/conversations/{conversation}/messages?{query}"
+            )),
+            Some(token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let mut page = body["data"]["messages"]
+            .as_array()
+            .expect("messages")
+            .clone();
+        page.extend(all);
+        all = page;
+        match body["data"]["next_cursor"].as_i64() {
+            Some(cursor) => query = format!("limit=100&cursor={cursor}"),
+            None => return all,
+        }
+    }
+}
+
+/// A backup taken on SQLite while messages, thread replies and reactions are
+/// being written restores into an empty data directory to a consistent
+/// state: seqs gap-free from 1 in each conversation, every reply's parent
+/// present, every reaction made before the last restored message present;
+/// and restore refuses a data directory that is not empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_writes_restores_to_a_consistent_state() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = temp_dir();
+    let place = Place::Sqlite(dir.path());
+    let server = Instance::start(&place, &[]).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let rooms = [
+        group(&server, &alice, "one", &[&bob]).await,
+        group(&server, &alice, "two", &[&bob]).await,
+    ];
+    let server = Arc::new(server);
+    let alice = Arc::new(alice);
+    let stop = Arc::new(AtomicBool::new(false));
+    // (conversation, message id) of every acknowledged message, and the ids
+    // reacted to (each right after it was sent, before the next send).
+    let sent: Arc<Mutex<Vec<(i64, i64)>>> = Arc::default();
+    let reacted: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let mut writers = Vec::new();
+    for room in rooms {
+        let (server, alice, stop, sent, reacted) = (
+            server.clone(),
+            alice.clone(),
+            stop.clone(),
+            sent.clone(),
+            reacted.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut last: Option<i64> = None;
+            let mut n = 0;
+            while !stop.load(Ordering::Acquire) {
+                n += 1;
+                let body = match last {
+                    Some(parent) if n % 3 == 0 => {
+                        json!({ "content": format!("reply {n}"), "parent_message_id": parent })
+                    }
+                    _ => json!({ "content": format!("message {n}") }),
+                };
+                let message = send(&server, &alice, room, body).await;
+                let id = message["id"].as_i64().expect("id");
+                sent.lock().expect("lock").push((room, id));
+                if n % 2 == 0 {
+                    let (status, reply) = call(
+                        reqwest::Method::POST,
+                        server.url("/api/v1/reactions"),
+                        Some(&alice.token),
+                        Some(json!({ "message_id": id, "emoji": "👍" })),
+                    )
+                    .await;
+                    assert_eq!(status, 201, "{reply}");
+                    reacted.lock().expect("lock").push(id);
+                }
+                if message["parent_message_id"].is_null() {
+                    last = Some(id);
+                }
+            }
+        }));
+    }
+    // Let some writes land, back up mid-stream, let more land after.
+    while sent.lock().expect("lock").len() < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = sent.lock().expect("lock").len();
+    let file = dir.path().join("snapshot.sqlite3");
+    let file_arg = path_string(&file);
+    let backup_place = Place::Sqlite(dir.path());
+    let out =
+        tokio::task::block_in_place(|| run_ok(&backup_place, &["backup", "--to", &file_arg], None));
+    assert!(out.contains("backup written"), "{out}");
+    let after = sent.lock().expect("lock").len();
+    while sent.lock().expect("lock").len() < after + 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    // A second backup to the same file is refused.
+    let again = run_command(&place, &["backup", "--to", &file_arg], None);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already exists"));
+
+    // Restore refuses a data directory in use, then restores into a new one.
+    let refused = run_command(&place, &["restore", "--from", &file_arg], None);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("is not empty"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let restored_dir = temp_dir();
+    let target = Place::Sqlite(restored_dir.path());
+    let out = run_ok(&target, &["restore", "--from", &file_arg], None);
+    assert!(out.contains("restored"), "{out}");
+    let copy = Instance::start(&target, &[]).await;
+    let (status, _, token) = login(&copy, &alice.email, PASSWORD).await;
+    assert_eq!(status, 200);
+    let token = token.expect("token");
+    let reacted = reacted.lock().expect("lock").clone();
+    let mut restored = 0;
+    for room in rooms {
+        let messages = all_messages(&copy, &token, room).await;
+        let ids: std::collections::HashSet<i64> = messages
+            .iter()
+            .map(|m| m["id"].as_i64().expect("id"))
+            .collect();
+        for (i, message) in messages.iter().enumerate() {
+            assert_eq!(message["seq"].as_i64(), Some(i as i64 + 1), "seqs gap-free");
+            if let Some(parent) = message["parent_message_id"].as_i64() {
+                assert!(ids.contains(&parent), "reply {message} lost its parent");
+            }
+            let id = message["id"].as_i64().expect("id");
+            // The reaction to a message was made before the next message was
+            // sent: if a later message is in the backup, so is the reaction.
+            if reacted.contains(&id) && i + 1 < messages.len() {
+                assert_eq!(
+                    message["reactions"].as_array().map(Vec::len),
+                    Some(1),
+                    "reaction of {id} missing"
+                );
+            }
+        }
+        restored += messages.len();
+    }
+    assert!(
+        (before..=after + rooms.len()).contains(&restored),
+        "the backup holds {restored} messages: at least the {before} sent before it began, \
+         at most the {after} acknowledged when it ended plus one in flight per writer"
+    );
+}
+
+/// On PostgreSQL `backup` refuses and points at pg_dump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_on_postgres_points_at_pg_dump() {
+    let db = PgDatabase::create();
+    let dir = temp_dir();
+    let place = Place::Postgres {
+        db: &db,
+        prefix: "unused",
+        data_dir: dir.path(),
+    };
+    let file = dir.path().join("x.sqlite3");
+    let output = run_command(&place, &["backup", "--to", &path_string(&file)], None);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("pg_dump"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!file.exists());
+}

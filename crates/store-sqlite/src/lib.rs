@@ -20,6 +20,7 @@
 //! `INTEGER PRIMARY KEY AUTOINCREMENT` so they are never reused. The schema is
 //! in `migrations/`.
 
+pub mod backup;
 mod connection;
 mod error;
 mod migrate;
