@@ -43,6 +43,10 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup made by `backup` into an empty data directory.
     Restore(RestoreArgs),
+    /// Check a deployment (the same flags as `serve`): configuration, database
+    /// and migrations, Redis, PostgreSQL partitions, the job queue. Prints what
+    /// to fix; exits non-zero when something is wrong.
+    Doctor(Box<ServeArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -36,6 +36,13 @@ async fn main() -> ExitCode {
             init_logging(LogFormat::Pretty);
             chatterly::ops::users::run(args).await
         }
+        Some(Command::Doctor(args)) => {
+            return if chatterly::ops::doctor::run(*args).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
         Some(Command::Backup(args)) => chatterly::ops::backup::backup(args).await,
         Some(Command::Restore(args)) => {
             init_logging(LogFormat::Pretty);

@@ -5,6 +5,7 @@
 mod common;
 mod ops;
 
+use chrono::Datelike;
 use common::PgDatabase;
 use ops::*;
 use serde_json::json;
@@ -386,4 +387,101 @@ async fn backup_on_postgres_points_at_pg_dump() {
         text(&output.stderr)
     );
     assert!(!file.exists());
+}
+
+/// `doctor` on SQLite: a missing database and a bad setting fail with what
+/// to fix and a non-zero exit; a migrated one passes.
+#[test]
+fn doctor_checks_a_sqlite_deployment() {
+    let dir = temp_dir();
+    let place = Place::Sqlite(dir.path());
+    let output = run_command(&place, &["doctor"], None);
+    let out = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  database: there is no database"),
+        "{out}"
+    );
+    assert!(out.contains("chatterly migrate"), "{out}");
+    assert!(
+        !dir.path().join("chatterly.sqlite3").exists(),
+        "doctor created nothing"
+    );
+
+    run_ok(&place, &["migrate"], None);
+    let out = run_ok(&place, &["doctor"], None);
+    assert!(out.contains("ok    migrations"), "{out}");
+    assert!(out.contains("ok    database"), "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+
+    let output = run_command(&place, &["doctor", "--listen", "nope"], None);
+    let out = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  config") && out.contains("--listen"),
+        "{out}"
+    );
+}
+
+/// `doctor` on PostgreSQL: passes on a served deployment, then names a
+/// missing partition, a dead job and an unreachable Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_a_postgres_deployment() {
+    use sqlx::Connection;
+    let db = PgDatabase::create();
+    let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
+    let dir = temp_dir();
+    let place = Place::Postgres {
+        db: &db,
+        prefix: &prefix,
+        data_dir: dir.path(),
+    };
+    let redis = redis_url();
+    let secret = common::PG_JWT_SECRET;
+    let doctor = |redis: &str| {
+        run_command(
+            &place,
+            &["doctor", "--jwt-secret", secret, "--redis-url", redis],
+            None,
+        )
+    };
+    let mut server = Instance::start(&place, &[]).await;
+    let output = doctor(&redis);
+    let out = text(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("ok    partitions"), "{out}");
+    assert!(out.contains("ok    redis"), "{out}");
+    server.terminate();
+
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let next = chrono::Utc::now()
+        .date_naive()
+        .with_day(1)
+        .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+        .expect("next month");
+    let partition = format!("messages_{}", next.format("%Y_%m"));
+    sqlx::query(&format!("DROP TABLE {partition}"))
+        .execute(&mut conn)
+        .await
+        .expect("drop next month's partition");
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, status, run_at, attempts, max_attempts, last_error, \
+         created_at, updated_at) VALUES ('call.missed', '{}', 2, now(), 10, 10, 'boom', now(), now())",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a dead job");
+    let output = doctor("redis://127.0.0.1:1");
+    let out = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  partitions") && out.contains(&partition),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  jobs: 1 dead job(s)") && out.contains("boom"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL  redis"), "{out}");
+    assert!(out.contains("ok    migrations"), "{out}");
 }

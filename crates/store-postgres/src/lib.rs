@@ -124,6 +124,35 @@ impl PgStore {
         drop(conn);
         partitions::ensure_current_and_next(&self.pool, now()).await
     }
+
+    /// The migrations of this build not applied (successfully) to the
+    /// database, as `NNNN description`; read only (`chatterly doctor`).
+    pub async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        let applied: Vec<i64> = if exists.is_some() {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?
+        } else {
+            Vec::new()
+        };
+        Ok(sqlx::migrate!("./migrations")
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{:04} {}", m.version, m.description))
+            .collect())
+    }
+
+    /// The monthly message partitions that should exist by `now` (this month
+    /// and the next, which `maintain` keeps ahead) but do not.
+    pub async fn missing_partitions(&self, now: Timestamp) -> StoreResult<Vec<String>> {
+        partitions::missing(&self.pool, now).await
+    }
 }
 
 fn limit(n: u32) -> i64 {

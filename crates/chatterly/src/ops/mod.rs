@@ -2,4 +2,5 @@
 //! domain or store calls and prints the outcome. `main` dispatches to them.
 
 pub mod backup;
+pub mod doctor;
 pub mod users;
