@@ -356,6 +356,11 @@ pub struct ServeArgs {
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (off when unset). Keep
+    /// it on a private address: it is not authenticated.
+    #[arg(long, env = "CHATTERLY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -472,6 +477,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether this instance runs the job worker.
     pub jobs: bool,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -505,6 +512,15 @@ impl ServeArgs {
             )
         })?;
         let database = self.storage.database()?;
+        let metrics_listen = match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "--metrics-listen (CHATTERLY_METRICS_LISTEN)",
+                    format!("{addr:?} is not an address like 127.0.0.1:9090"),
+                )
+            })?),
+        };
         let jwt_secret = match self.jwt_secret.as_deref() {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(invalid(
@@ -634,6 +650,7 @@ impl ServeArgs {
                 call_ring_timeout,
             },
             jobs: self.jobs == Switch::On,
+            metrics_listen,
             cable,
             argon2_memory_kib: self.argon2_memory_kib,
             log_format: self.log_format,
@@ -705,6 +722,13 @@ mod tests {
         assert!(parse(&["--max-page", "0"])
             .unwrap_err()
             .contains("--max-page"));
+        assert!(parse(&["--metrics-listen", "9090"])
+            .unwrap_err()
+            .contains("--metrics-listen"));
+        assert!(parse(&["--metrics-listen", "127.0.0.1:9090"])
+            .expect("valid")
+            .metrics_listen
+            .is_some());
     }
 
     #[test]

@@ -485,3 +485,173 @@ async fn doctor_checks_a_postgres_deployment() {
     assert!(out.contains("FAIL  redis"), "{out}");
     assert!(out.contains("ok    migrations"), "{out}");
 }
+
+/// The value of the sample whose line starts with `series` (name and
+/// labels exactly).
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `--metrics-listen` serves Prometheus text on its own address: requests
+/// by matched route and status with a latency histogram, sockets,
+/// subscriptions, deliveries, presence and the job queue; the API port does
+/// not serve it. Every response carries a request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_after_traffic() {
+    let dir = temp_dir();
+    let place = Place::Sqlite(dir.path());
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Instance::start(&place, &["--metrics-listen", &listen]).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = group(&server, &alice, "crew", &[&bob]).await;
+    let mut socket = Socket::open(&server, &bob.token).await;
+    socket
+        .subscribe(json!({ "channel": "ConversationChannel", "conversation_id": room }))
+        .await;
+    // Presence counts PresenceChannel subscribers.
+    socket
+        .subscribe(json!({ "channel": "PresenceChannel" }))
+        .await;
+    for n in 0..3 {
+        send(&server, &alice, room, json!({ "content": format!("m{n}") })).await;
+    }
+    let mut delivered = 0;
+    while delivered < 3 {
+        let frame = socket.next_frame().await.expect("delivered");
+        if frame["message"]["type"] == "new_message" {
+            delivered += 1;
+        }
+    }
+    assert_eq!(me(&server, "not-a-token").await, 401);
+    let resp = reqwest::get(server.url("/up")).await.expect("up");
+    assert!(
+        resp.headers().get("x-request-id").is_some(),
+        "request id echoed"
+    );
+
+    let scrape = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let sends = r#"chatterly_http_requests_total{method="POST",route="/api/v1/conversations/{conversation_id}/messages",status="201"}"#;
+    assert_eq!(sample(&scrape, sends), Some(3.0), "{scrape}");
+    let refused =
+        r#"chatterly_http_requests_total{method="GET",route="/api/v1/users/me",status="401"}"#;
+    assert_eq!(sample(&scrape, refused), Some(1.0), "{scrape}");
+    assert!(
+        !scrape.contains(&format!("/conversations/{room}/")),
+        "routes are labelled by pattern, never by raw URI"
+    );
+    assert!(
+        scrape.contains(r#"chatterly_http_request_duration_seconds_bucket{method="POST",route="/api/v1/conversations/{conversation_id}/messages",status="201",le="0.005"}"#),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(&scrape, "chatterly_open_sockets"),
+        Some(1.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(&scrape, "chatterly_subscriptions"),
+        Some(2.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(&scrape, "chatterly_presence_online_users"),
+        Some(1.0),
+        "{scrape}"
+    );
+    assert!(
+        sample(&scrape, "chatterly_deliveries_total").is_some_and(|n| n >= 3.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(&scrape, "chatterly_slow_consumer_disconnects_total"),
+        Some(0.0)
+    );
+    assert!(
+        sample(&scrape, r#"chatterly_jobs{status="pending"}"#).is_some_and(|n| n >= 1.0),
+        "the maintenance job is queued: {scrape}"
+    );
+    let api = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("api port");
+    assert_eq!(
+        api.status().as_u16(),
+        404,
+        "metrics are not on the API port"
+    );
+}
+
+/// A full session with debug logging: the logs carry request ids and
+/// connection ids, and never the password, a token or a message's content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_hold_no_password_token_or_message_content() {
+    let dir = temp_dir();
+    let place = Place::Sqlite(dir.path());
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut server = Instance::start_env(&place, &[], &[("RUST_LOG", "debug")], Some(&log)).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let (status, _, second) = login(&server, &alice.email, PASSWORD).await;
+    assert_eq!(status, 200);
+    let second = second.expect("token");
+    assert_eq!(
+        login(&server, &alice.email, "wrong-password-xyz").await.0,
+        401
+    );
+    let room = group(&server, &alice, "crew", &[&bob]).await;
+    let mut socket = Socket::open(&server, &bob.token).await;
+    socket
+        .subscribe(json!({ "channel": "ConversationChannel", "conversation_id": room }))
+        .await;
+    let secret_content = "the-launch-code-is-4242";
+    send(&server, &alice, room, json!({ "content": secret_content })).await;
+    socket.next_frame().await.expect("delivered");
+    let mut second_socket = Socket::open(&server, &second).await;
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        server.url("/auth/logout"),
+        Some(&second),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    second_socket.expect_disconnect("unauthorized").await;
+    drop(socket);
+    server.terminate();
+    let logs = std::fs::read_to_string(&log_path).expect("logs");
+    assert!(
+        logs.contains("request_id="),
+        "requests are logged with their id:\n{logs}"
+    );
+    assert!(
+        logs.contains("connection_id="),
+        "sockets are logged with their id:\n{logs}"
+    );
+    for (what, secret) in [
+        ("password", PASSWORD),
+        ("wrong password", "wrong-password-xyz"),
+        ("alice's token", alice.token.as_str()),
+        ("bob's token", bob.token.as_str()),
+        ("second token", second.as_str()),
+        ("message content", secret_content),
+    ] {
+        assert!(!logs.contains(secret), "the logs hold the {what}");
+        // A token's signature alone is a secret too.
+        if let Some(signature) = secret.rsplit('.').next().filter(|s| s.len() > 20) {
+            assert!(
+                !logs.contains(signature),
+                "the logs hold the signature of the {what}"
+            );
+        }
+    }
+}

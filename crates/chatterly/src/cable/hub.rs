@@ -106,10 +106,33 @@ impl Connection {
 
     fn push(&self, item: Outgoing) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(item) {
+            STATS.outbox_drops.fetch_add(1, Ordering::Relaxed);
+            if self.close_reason.load(Ordering::Acquire) == 0 {
+                STATS.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            }
             self.close(CloseReason::SlowConsumer);
         }
     }
 }
+
+/// The gateway's counters, for the metrics endpoint: process-wide atomics
+/// (a connection pushes without a reference to its hub), bumped once per
+/// subscriber group rather than once per socket on the delivery path.
+#[derive(Default)]
+pub struct HubStats {
+    /// Frames handed to socket outboxes.
+    pub deliveries: AtomicU64,
+    /// Frames dropped because an outbox was full.
+    pub outbox_drops: AtomicU64,
+    /// Sockets closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+}
+
+pub static STATS: HubStats = HubStats {
+    deliveries: AtomicU64::new(0),
+    outbox_drops: AtomicU64::new(0),
+    slow_consumers: AtomicU64::new(0),
+};
 
 /// Subscribers of one topic that used the same identifier string.
 struct Group {
@@ -201,6 +224,14 @@ impl Hub {
         self.connections.iter().map(|e| e.value().len()).sum()
     }
 
+    /// Number of local subscriptions, all topics.
+    pub fn subscription_count(&self) -> usize {
+        self.topics
+            .iter()
+            .map(|e| e.value().iter().map(|g| g.members.len()).sum::<usize>())
+            .sum()
+    }
+
     /// Number of local subscriptions to a topic.
     pub fn subscriber_count(&self, topic: Topic) -> usize {
         self.topics
@@ -258,6 +289,9 @@ impl Deliver for Hub {
                     for connection in &group.members {
                         connection.push(Outgoing::Frame(Arc::clone(&shared)));
                     }
+                    STATS
+                        .deliveries
+                        .fetch_add(group.members.len() as u64, Ordering::Relaxed);
                 }
             }
             BusMessage::MemberRemoved {

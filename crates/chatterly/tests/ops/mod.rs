@@ -126,15 +126,24 @@ pub struct Instance {
 
 impl Instance {
     pub async fn start(place: &Place<'_>, extra: &[&str]) -> Instance {
-        Instance::start_env(place, extra, &[], Stdio::inherit()).await
+        Instance::start_env(place, extra, &[], None).await
     }
 
+    /// With environment variables, and the process's output (its logs) in
+    /// `log` when given.
     pub async fn start_env(
         place: &Place<'_>,
         extra: &[&str],
         env: &[(&str, &str)],
-        stderr: impl Into<Stdio>,
+        log: Option<&std::fs::File>,
     ) -> Instance {
+        let (stdout, stderr): (Stdio, Stdio) = match log {
+            Some(file) => (
+                file.try_clone().expect("log file").into(),
+                file.try_clone().expect("log file").into(),
+            ),
+            None => (Stdio::null(), Stdio::inherit()),
+        };
         let port = free_port();
         let child = chatterly()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -143,7 +152,7 @@ impl Instance {
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("the chatterly binary starts");
