@@ -35,6 +35,136 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Inspect the durable job queue: list pending or dead jobs, retry a dead one.
     Jobs(JobsArgs),
+    /// Administer accounts: list, create, disable, enable, reset passwords,
+    /// promote to site administrator.
+    Users(UsersArgs),
+    /// Copy the embedded SQLite database into a new file, consistently, while
+    /// the server keeps serving. (PostgreSQL: use pg_dump or PITR; see the README.)
+    Backup(BackupArgs),
+    /// Restore a backup made by `backup` into an empty data directory.
+    Restore(RestoreArgs),
+    /// Check a deployment (the same flags as `serve`): configuration, database
+    /// and migrations, Redis, PostgreSQL partitions, the job queue. Prints what
+    /// to fix; exits non-zero when something is wrong.
+    Doctor(Box<ServeArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The file to write; it must not exist.
+    #[arg(long)]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup file (from `chatterly backup`).
+    #[arg(long)]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub command: UsersCommand,
+}
+
+/// Where a new password comes from.
+#[derive(Debug, Clone, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of standard input (it never
+    /// appears in the process list). Without it a random password is
+    /// generated and printed once.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Memory cost of password hashing (argon2id), in KiB; as for `serve`.
+    #[arg(long, env = "CHATTERLY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// List accounts by username, with their role and status.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Create an account (the same rules as registering).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Make it a site administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Disable an account: it cannot sign in, and its tokens and sockets stop
+    /// working at once on every running instance.
+    Disable {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Set a new password (also clears failed logins and any lock).
+    ResetPassword {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Make a user a site administrator.
+    Promote {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Make a site administrator an ordinary user again.
+    Demote {
+        /// The user: id, email or username.
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+impl UsersCommand {
+    pub fn storage(&self) -> &StorageArgs {
+        match self {
+            UsersCommand::List { storage, .. }
+            | UsersCommand::Create { storage, .. }
+            | UsersCommand::Disable { storage, .. }
+            | UsersCommand::Enable { storage, .. }
+            | UsersCommand::ResetPassword { storage, .. }
+            | UsersCommand::Promote { storage, .. }
+            | UsersCommand::Demote { storage, .. } => storage,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -238,6 +368,11 @@ pub struct ServeArgs {
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (off when unset). Keep
+    /// it on a private address: it is not authenticated.
+    #[arg(long, env = "CHATTERLY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -356,6 +491,8 @@ pub struct Config {
     pub jobs: bool,
     /// Validated RTCIceServer objects for WebRTC calls (a JSON array).
     pub ice_servers: serde_json::Value,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -389,6 +526,15 @@ impl ServeArgs {
             )
         })?;
         let database = self.storage.database()?;
+        let metrics_listen = match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "--metrics-listen (CHATTERLY_METRICS_LISTEN)",
+                    format!("{addr:?} is not an address like 127.0.0.1:9090"),
+                )
+            })?),
+        };
         let jwt_secret = match self.jwt_secret.as_deref() {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(invalid(
@@ -520,6 +666,7 @@ impl ServeArgs {
             },
             jobs: self.jobs == Switch::On,
             ice_servers,
+            metrics_listen,
             cable,
             argon2_memory_kib: self.argon2_memory_kib,
             log_format: self.log_format,
@@ -656,6 +803,13 @@ mod tests {
         assert!(parse(&["--max-page", "0"])
             .unwrap_err()
             .contains("--max-page"));
+        assert!(parse(&["--metrics-listen", "9090"])
+            .unwrap_err()
+            .contains("--metrics-listen"));
+        assert!(parse(&["--metrics-listen", "127.0.0.1:9090"])
+            .expect("valid")
+            .metrics_listen
+            .is_some());
     }
 
     #[test]

@@ -96,6 +96,11 @@ impl Presence {
         self.online.contains(&user_id)
     }
 
+    /// Users online anywhere (as this instance sees it).
+    pub fn online_count(&self) -> usize {
+        self.online.len()
+    }
+
     pub fn online_user_ids(&self) -> Vec<Id> {
         let mut ids: Vec<Id> = self.online.iter().map(|id| *id).collect();
         ids.sort_unstable();

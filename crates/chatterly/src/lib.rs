@@ -8,6 +8,8 @@ pub mod domain;
 pub mod ephemeral;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
+pub mod ops;
 pub mod redis_keys;
 pub mod server;
 pub mod views;

@@ -17,7 +17,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -32,6 +36,22 @@ async fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(storage)) => migrate(storage).await,
         Some(Command::Jobs(args)) => jobs(args).await,
+        Some(Command::Users(args)) => {
+            init_logging(LogFormat::Pretty);
+            chatterly::ops::users::run(args).await
+        }
+        Some(Command::Doctor(args)) => {
+            return if chatterly::ops::doctor::run(*args).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
+        Some(Command::Backup(args)) => chatterly::ops::backup::backup(args).await,
+        Some(Command::Restore(args)) => {
+            init_logging(LogFormat::Pretty);
+            chatterly::ops::backup::restore(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +73,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = server::start(config).await?;
     let addr = server.local_addr();
     println!("Chatterly is listening on http://{addr}/ ({backend})");
+    if let Some(metrics) = server.metrics_addr() {
+        println!("Metrics at http://{metrics}/metrics");
+    }
     tracing::info!(%addr, "listening");
     server.run_until_signal().await
 }

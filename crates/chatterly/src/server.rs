@@ -18,7 +18,7 @@ use crate::bus::{Bus, Deliver, LocalBus, Receivers, RedisBus};
 use crate::cable::hub::{CloseReason, Hub};
 use crate::cable::{Cable, CableOptions};
 use crate::config::{Config, Database, MIN_SECRET_BYTES};
-use crate::domain::auth::{Passwords, Revocations, Tokens};
+use crate::domain::auth::{KnownUsers, Passwords, Revocations, Tokens};
 use crate::domain::{Domain, DomainParts, MembershipCache, RateLimiter, RosterCache};
 use crate::ephemeral::Presence;
 use crate::http::{self, AppState, HttpOptions};
@@ -113,6 +113,7 @@ async fn redis(url: &str) -> anyhow::Result<(redis::Client, redis::aio::Connecti
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     domain: Arc<Domain>,
@@ -122,6 +123,11 @@ pub struct Server {
 impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the metrics endpoint listens, when `--metrics-listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn domain(&self) -> &Arc<Domain> {
@@ -170,7 +176,13 @@ async fn shutdown_signal() {
 
 /// Opens the store, migrates, and starts serving on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
+    // Installed before anything records.
+    let metrics_handle = match config.metrics_listen {
+        Some(_) => Some(crate::metrics::recorder()?),
+        None => None,
+    };
     let store = open_store(&config.database, &config.data_dir).await?;
+    let metrics_store = Arc::clone(&store);
     let secret = jwt_secret(&config)?;
     let redis = match &config.redis_url {
         Some(url) => Some(redis(url).await?),
@@ -194,11 +206,13 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     });
     let memberships = Arc::new(MembershipCache::default());
     let calls = Arc::new(RosterCache::default());
+    let known_users = Arc::new(KnownUsers::default());
     let receivers: Arc<dyn Deliver> = Arc::new(Receivers::new(vec![
         hub.clone(),
         presence.clone(),
         memberships.clone(),
         calls.clone(),
+        known_users.clone(),
     ]));
     let bus: Arc<dyn Bus> = match &redis {
         Some((client, manager)) => Arc::new(
@@ -225,10 +239,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let domain = Arc::new(Domain::new(DomainParts {
         store,
         bus,
-        presence,
+        presence: Arc::clone(&presence),
         tokens: Tokens::new(&secret, config.token_ttl),
         passwords,
         revocations,
+        known_users,
         memberships,
         calls,
         limits: config.limits.clone(),
@@ -272,6 +287,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         &HttpOptions {
             cors_origins: config.cors_origins.clone(),
             max_body_bytes: config.limits.max_body_bytes,
+            metrics: config.metrics_listen.is_some(),
         },
     );
     let listener = listen(config.listen, config.reuse_port)
@@ -284,6 +300,20 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             let _ = stream.set_nodelay(true);
         });
     let (shutdown, mut stop) = watch::channel(false);
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics::serve(
+                addr,
+                metrics_handle.clone().context("metrics recorder")?,
+                Arc::clone(&hub),
+                Arc::clone(&presence),
+                Arc::clone(&metrics_store),
+                shutdown.subscribe(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     if config.jobs {
         tokio::spawn(jobs::run(
             Arc::clone(&domain),
@@ -303,6 +333,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     });
     Ok(Server {
         local_addr,
+        metrics_addr,
         shutdown,
         task,
         domain,

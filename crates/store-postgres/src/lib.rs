@@ -35,11 +35,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatterly_store::{
-    millis, now, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
-    ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus, MarkKind,
-    Marked, Member, Mentions, Message, NewCall, NewConversation, NewJob, NewMessage, NewUser,
-    ProfileUpdate, Reaction, Receipt, Role, Store, StoreError, StoreResult, Timestamp, User,
-    CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
+    millis, now, AccountChange, CallChange, CallParticipant, CallSession, CallTransition,
+    Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus,
+    MarkKind, Marked, Member, Mentions, Message, NewCall, NewConversation, NewJob, NewMessage,
+    NewUser, ProfileUpdate, Reaction, Receipt, Role, Store, StoreError, StoreResult, Timestamp,
+    User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -126,6 +126,35 @@ impl PgStore {
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         drop(conn);
         partitions::ensure_current_and_next(&self.pool, now()).await
+    }
+
+    /// The migrations of this build not applied (successfully) to the
+    /// database, as `NNNN description`; read only (`chatterly doctor`).
+    pub async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        let applied: Vec<i64> = if exists.is_some() {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?
+        } else {
+            Vec::new()
+        };
+        Ok(sqlx::migrate!("./migrations")
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{:04} {}", m.version, m.description))
+            .collect())
+    }
+
+    /// The monthly message partitions that should exist by `now` (this month
+    /// and the next, which `maintain` keeps ahead) but do not.
+    pub async fn missing_partitions(&self, now: Timestamp) -> StoreResult<Vec<String>> {
+        partitions::missing(&self.pool, now).await
     }
 }
 
@@ -351,6 +380,62 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(User::from))
+    }
+
+    async fn change_account(
+        &self,
+        id: Id,
+        change: AccountChange,
+        job: Option<NewJob>,
+    ) -> StoreResult<User> {
+        let now = now();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let query = match &change {
+            AccountChange::Disabled(at) => sqlx::query_as(concat!(
+                "UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+                user_columns!()
+            ))
+            .bind(id)
+            .bind(at.map(millis)),
+            AccountChange::SiteAdmin(admin) => sqlx::query_as(concat!(
+                "UPDATE users SET site_admin = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+                user_columns!()
+            ))
+            .bind(id)
+            .bind(*admin),
+            AccountChange::PasswordHash(hash) => sqlx::query_as(concat!(
+                "UPDATE users SET password_hash = $2, failed_attempts = 0, locked_at = NULL,
+                                  updated_at = $3
+                 WHERE id = $1 RETURNING ",
+                user_columns!()
+            ))
+            .bind(id)
+            .bind(hash.as_str()),
+        };
+        let row: Option<UserRow> = query
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let user = row.map(User::from).ok_or(StoreError::NotFound)?;
+        if let Some(job) = &job {
+            jobs::insert(&mut *tx, job, now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
+    }
+
     async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()> {
         // A missing user is not an error, as in the SQLite store.
         sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
@@ -570,7 +655,7 @@ impl Store for PgStore {
             "SELECT m.conversation_id, m.role, m.joined_at,
                     u.id, u.email, u.username, u.display_name, u.avatar_url, u.password_hash,
                     u.failed_attempts, u.locked_at, u.last_seen_at, u.created_at,
-                    u.read_receipts
+                    u.read_receipts, u.disabled_at, u.site_admin
              FROM conversation_members m
              JOIN users u ON u.id = m.user_id
              WHERE m.conversation_id = ANY($1)

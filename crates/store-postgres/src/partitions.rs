@@ -182,6 +182,24 @@ pub(crate) async fn ensure_month(pool: &PgPool, month: Month) -> StoreResult<()>
     Ok(())
 }
 
+/// The partitions of this month and the next that do not exist.
+pub(crate) async fn missing(pool: &PgPool, now: Timestamp) -> StoreResult<Vec<String>> {
+    let this = Month::of(now);
+    let mut missing = Vec::new();
+    for month in [this, this.next()] {
+        let name = month.table_name();
+        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&name)
+            .fetch_one(pool)
+            .await
+            .map_err(backend)?;
+        if found.is_none() {
+            missing.push(name);
+        }
+    }
+    Ok(missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

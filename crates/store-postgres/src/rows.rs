@@ -14,7 +14,7 @@ use chatterly_store::{
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at, read_receipts"
+         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin"
     };
 }
 macro_rules! conversation_columns {
@@ -79,6 +79,8 @@ pub(crate) struct UserRow {
     last_seen_at: Option<Timestamp>,
     created_at: Timestamp,
     read_receipts: bool,
+    disabled_at: Option<Timestamp>,
+    site_admin: bool,
 }
 
 impl From<UserRow> for User {
@@ -95,6 +97,8 @@ impl From<UserRow> for User {
             last_seen_at: ms_opt(r.last_seen_at),
             created_at: ms(r.created_at),
             read_receipts: r.read_receipts,
+            disabled_at: ms_opt(r.disabled_at),
+            site_admin: r.site_admin,
         }
     }
 }

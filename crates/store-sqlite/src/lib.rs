@@ -20,6 +20,7 @@
 //! `INTEGER PRIMARY KEY AUTOINCREMENT` so they are never reused. The schema is
 //! in `migrations/`.
 
+pub mod backup;
 mod connection;
 mod error;
 mod migrate;
@@ -33,11 +34,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chatterly_store::{
-    CallChange, CallParticipant, CallSession, CallTransition, Conversation, ConversationKind,
-    HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus, MarkKind, Marked, Member,
-    Mentions, Message, MessageKind, NewCall, NewConversation, NewJob, NewMessage, NewUser,
-    ProfileUpdate, Reaction, ReadState, Receipt, Role, Store, StoreError, StoreResult, Timestamp,
-    User, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_REACTION,
+    AccountChange, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
+    ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus, MarkKind,
+    Marked, Member, Mentions, Message, MessageKind, NewCall, NewConversation, NewJob, NewMessage,
+    NewUser, ProfileUpdate, Reaction, ReadState, Receipt, Role, Store, StoreError, StoreResult,
+    Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_REACTION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -770,6 +771,68 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        self.readers.read(|c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE username = ?1"
+                ))
+                .db()?;
+            rows::optional(&mut statement, [username], |row| rows::user(row, 0))
+        })
+    }
+
+    async fn change_account(
+        &self,
+        id: Id,
+        change: AccountChange,
+        job: Option<NewJob>,
+    ) -> StoreResult<User> {
+        self.writer
+            .write(move |c| {
+                let now = chatterly_store::now();
+                let (sql, value): (&str, rusqlite::types::Value) = match change {
+                    AccountChange::Disabled(at) => (
+                        concat!(
+                            "UPDATE users SET disabled_at = ?2, updated_at = ?3",
+                            " WHERE id = ?1 RETURNING ",
+                            user_columns!()
+                        ),
+                        at.map(to_millis).into(),
+                    ),
+                    AccountChange::SiteAdmin(admin) => (
+                        concat!(
+                            "UPDATE users SET site_admin = ?2, updated_at = ?3",
+                            " WHERE id = ?1 RETURNING ",
+                            user_columns!()
+                        ),
+                        i64::from(admin).into(),
+                    ),
+                    AccountChange::PasswordHash(hash) => (
+                        concat!(
+                            "UPDATE users SET password_hash = ?2, failed_attempts = 0,",
+                            " locked_at = NULL, updated_at = ?3 WHERE id = ?1 RETURNING ",
+                            user_columns!()
+                        ),
+                        hash.into(),
+                    ),
+                };
+                let mut statement = c.prepare_cached(sql).db()?;
+                let user =
+                    rows::optional(&mut statement, params![id, value, to_millis(now)], |row| {
+                        rows::user(row, 0)
+                    })?
+                    .ok_or(StoreError::NotFound)?;
+                if let Some(job) = &job {
+                    enqueue(c, job, now)?;
+                }
+                Ok(user)
+            })
+            .await
+    }
+
     async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()> {
         self.writer
             .write(move |c| {
@@ -1025,7 +1088,7 @@ impl Store for SqliteStore {
                         "SELECT m.conversation_id, m.role, m.joined_at, ",
                         "u.id, u.email, u.username, u.display_name, u.avatar_url, ",
                         "u.password_hash, u.failed_attempts, u.locked_at, u.last_seen_at, ",
-                        "u.created_at, u.read_receipts ",
+                        "u.created_at, u.read_receipts, u.disabled_at, u.site_admin ",
                         "FROM conversation_members m JOIN users u ON u.id = m.user_id ",
                         "WHERE m.conversation_id IN (SELECT value FROM json_each(?1)) ",
                         "ORDER BY m.conversation_id, m.user_id"

@@ -20,7 +20,7 @@ use crate::error::Db;
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at, read_receipts"
+         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin"
     };
 }
 
@@ -115,6 +115,8 @@ pub(crate) fn user(row: &Row<'_>, at: usize) -> StoreResult<User> {
         last_seen_at: from_millis_opt(get(row, at + 8)?)?,
         created_at: from_millis(get(row, at + 9)?)?,
         read_receipts: get(row, at + 10)?,
+        disabled_at: from_millis_opt(get(row, at + 11)?)?,
+        site_admin: get(row, at + 12)?,
     })
 }
 

@@ -85,6 +85,18 @@ pub trait Store: Send + Sync + 'static {
     /// expired lock).
     async fn reset_failed_logins(&self, id: Id) -> StoreResult<()>;
     async fn touch_last_seen(&self, id: Id, now: Timestamp) -> StoreResult<()>;
+    /// `username` is already normalized (lowercase).
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    /// Applies an administrator's change and enqueues `job` (if any) in the
+    /// same transaction, so what must follow the change (closing a disabled
+    /// user's sockets everywhere) cannot be lost. Returns the updated user;
+    /// `NotFound` if there is none.
+    async fn change_account(
+        &self,
+        id: Id,
+        change: AccountChange,
+        job: Option<NewJob>,
+    ) -> StoreResult<User>;
 
     // ---- token revocation (the JWT denylist) --------------------------------
 

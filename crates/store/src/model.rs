@@ -83,6 +83,22 @@ pub struct User {
     /// Whether the user sends read receipts (and so sees other members'); on
     /// by default.
     pub read_receipts: bool,
+    /// Set by an administrator (`chatterly users disable`): the account
+    /// cannot sign in and its tokens are refused.
+    pub disabled_at: Option<Timestamp>,
+    /// A site administrator (`chatterly users promote`).
+    pub site_admin: bool,
+}
+
+/// An administrator's change to an account (`chatterly users …`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountChange {
+    /// Disabled since the given time, or enabled again with `None`.
+    Disabled(Option<Timestamp>),
+    /// Made a site administrator, or no longer one.
+    SiteAdmin(bool),
+    /// A new password hash; also clears failed logins and any lock.
+    PasswordHash(String),
 }
 
 #[derive(Debug, Clone)]

@@ -34,6 +34,7 @@ enum Header {
     TokenRevoked { user_id: i64, jti: String },
     PresenceChanged { user_id: i64, online: bool },
     CallChanged { call_id: i64 },
+    UserDisabled { user_id: i64 },
 }
 
 /// `origin\nheader\npayload`.
@@ -81,6 +82,7 @@ fn encode(origin: &str, message: &BusMessage) -> Vec<u8> {
             None,
         ),
         BusMessage::CallChanged { call_id } => (Header::CallChanged { call_id: *call_id }, None),
+        BusMessage::UserDisabled { user_id } => (Header::UserDisabled { user_id: *user_id }, None),
     };
     let header = serde_json::to_string(&header).unwrap_or_default();
     let mut bytes =
@@ -121,6 +123,7 @@ fn decode(bytes: &[u8]) -> Option<(&str, BusMessage)> {
             BusMessage::PresenceChanged { user_id, online }
         }
         Header::CallChanged { call_id } => BusMessage::CallChanged { call_id },
+        Header::UserDisabled { user_id } => BusMessage::UserDisabled { user_id },
     };
     Some((origin, message))
 }
@@ -270,6 +273,7 @@ mod tests {
                 user_id: 3,
                 online: true,
             },
+            BusMessage::UserDisabled { user_id: 3 },
         ];
         for message in messages {
             let bytes = encode("instance-1", &message);

@@ -106,10 +106,33 @@ impl Connection {
 
     fn push(&self, item: Outgoing) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(item) {
+            STATS.outbox_drops.fetch_add(1, Ordering::Relaxed);
+            if self.close_reason.load(Ordering::Acquire) == 0 {
+                STATS.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            }
             self.close(CloseReason::SlowConsumer);
         }
     }
 }
+
+/// The gateway's counters, for the metrics endpoint: process-wide atomics
+/// (a connection pushes without a reference to its hub), bumped once per
+/// subscriber group rather than once per socket on the delivery path.
+#[derive(Default)]
+pub struct HubStats {
+    /// Frames handed to socket outboxes.
+    pub deliveries: AtomicU64,
+    /// Frames dropped because an outbox was full.
+    pub outbox_drops: AtomicU64,
+    /// Sockets closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+}
+
+pub static STATS: HubStats = HubStats {
+    deliveries: AtomicU64::new(0),
+    outbox_drops: AtomicU64::new(0),
+    slow_consumers: AtomicU64::new(0),
+};
 
 /// Subscribers of one topic that used the same identifier string.
 struct Group {
@@ -201,6 +224,14 @@ impl Hub {
         self.connections.iter().map(|e| e.value().len()).sum()
     }
 
+    /// Number of local subscriptions, all topics.
+    pub fn subscription_count(&self) -> usize {
+        self.topics
+            .iter()
+            .map(|e| e.value().iter().map(|g| g.members.len()).sum::<usize>())
+            .sum()
+    }
+
     /// Number of local subscriptions to a topic.
     pub fn subscriber_count(&self, topic: Topic) -> usize {
         self.topics
@@ -258,6 +289,9 @@ impl Deliver for Hub {
                     for connection in &group.members {
                         connection.push(Outgoing::Frame(Arc::clone(&shared)));
                     }
+                    STATS
+                        .deliveries
+                        .fetch_add(group.members.len() as u64, Ordering::Relaxed);
                 }
             }
             BusMessage::MemberRemoved {
@@ -272,6 +306,13 @@ impl Deliver for Hub {
             BusMessage::TokenRevoked { user_id, jti } => {
                 if let Some(connections) = self.connections.get(user_id) {
                     for connection in connections.iter().filter(|c| &*c.jti == jti.as_str()) {
+                        connection.close(CloseReason::Unauthorized);
+                    }
+                }
+            }
+            BusMessage::UserDisabled { user_id } => {
+                if let Some(connections) = self.connections.get(user_id) {
+                    for connection in connections.iter() {
                         connection.close(CloseReason::Unauthorized);
                     }
                 }
@@ -365,5 +406,17 @@ mod tests {
         assert_eq!(desktop.close_reason.load(Ordering::Acquire), 0);
         hub.disconnect(&phone);
         assert_eq!(hub.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn disabling_a_user_closes_all_their_sockets_only() {
+        let hub = Hub::default();
+        let (phone, _a) = hub.connect(1, "phone-jti", 8);
+        let (desktop, _b) = hub.connect(1, "desktop-jti", 8);
+        let (other, _c) = hub.connect(2, "other-jti", 8);
+        hub.deliver(&BusMessage::UserDisabled { user_id: 1 });
+        assert_eq!(phone.closed().await, CloseReason::Unauthorized);
+        assert_eq!(desktop.closed().await, CloseReason::Unauthorized);
+        assert_eq!(other.close_reason.load(Ordering::Acquire), 0);
     }
 }

@@ -17,6 +17,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
+use tracing::Instrument;
+
 use crate::domain::Domain;
 use crate::http::extract::QueryParams;
 use crate::http::{route_not_found, AppState};
@@ -83,20 +85,37 @@ pub async fn upgrade(
         return route_not_found();
     }
     let token = query.string("token").map(str::to_owned);
+    // Every line a socket logs carries its connection id (and, once known,
+    // its user).
+    let span = tracing::info_span!(
+        "socket",
+        connection_id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        user_id = tracing::field::Empty,
+    );
     configure(upgrade, &cable.options)
-        .on_upgrade(move |mut socket| async move {
-            let identity = match cable.domain.authenticate(token.as_deref()).await {
-                Ok(identity) => identity,
-                Err(_) => return refuse(&mut socket).await,
-            };
-            let user = match cable.domain.socket_user(&identity).await {
-                Ok(user) => user,
-                Err(_) => return refuse(&mut socket).await,
-            };
-            connection::run(socket, cable, identity, user).await;
+        .on_upgrade(move |mut socket| {
+            let task_span = span.clone();
+            async move {
+                let identity = match cable.domain.authenticate(token.as_deref()).await {
+                    Ok(identity) => identity,
+                    Err(_) => return refuse(&mut socket).await,
+                };
+                let user = match cable.domain.socket_user(&identity).await {
+                    Ok(user) => user,
+                    Err(_) => return refuse(&mut socket).await,
+                };
+                span.record("user_id", identity.user_id);
+                tracing::debug!("socket opened");
+                connection::run(socket, cable, identity, user).await;
+                tracing::debug!("socket closed");
+            }
+            .instrument(task_span)
         })
         .into_response()
 }
+
+/// Names sockets in logs.
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn configure(upgrade: WebSocketUpgrade, options: &CableOptions) -> WebSocketUpgrade {
     upgrade

@@ -9,7 +9,7 @@ use chatterly_store::{
 
 use super::auth::{Identity, NO_TOKEN};
 use super::validate::Errors;
-use super::{Domain, DomainError, DomainResult};
+use super::{Domain, DomainError, DomainResult, ACCOUNT_DISABLED};
 use crate::bus::BusMessage;
 use crate::views::{UserPublic, UserWithEmail};
 
@@ -47,7 +47,7 @@ const AVATAR_URL_MAX: usize = 2048;
 const INVALID_LOGIN: &str = "Invalid email or password.";
 const LOCKED: &str = "Your account is locked.";
 
-fn normalize_email(email: &str) -> String {
+pub(crate) fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
@@ -70,6 +70,86 @@ fn username_is_valid(username: &str) -> bool {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// A registration that passed validation (normalized).
+pub(crate) struct ValidAccount {
+    pub email: String,
+    pub username: String,
+    pub password: String,
+    pub display_name: Option<String>,
+}
+
+/// The registration rules (contract 2.1), shared by `register` and
+/// `chatterly users create`.
+pub(crate) fn validate_registration(form: Registration) -> DomainResult<ValidAccount> {
+    let email = form.email.as_deref().map(normalize_email);
+    let username = form.username.as_deref().map(str::to_lowercase);
+    let mut errors = Errors::default();
+    if let Some(email) = errors.required("Email", email.as_deref()) {
+        if !email_is_valid(email) {
+            errors.add("Email is invalid");
+        }
+        errors.max_chars("Email", Some(email), EMAIL_MAX);
+    }
+    if let Some(password) = errors.required("Password", form.password.as_deref()) {
+        errors.min_chars("Password", Some(password), PASSWORD_MIN);
+        errors.max_chars("Password", Some(password), PASSWORD_MAX);
+    }
+    if let Some(confirmation) = &form.password_confirmation {
+        if Some(confirmation) != form.password.as_ref() {
+            errors.add("Password confirmation doesn't match Password");
+        }
+    }
+    if let Some(username) = errors.required("Username", username.as_deref()) {
+        if !username_is_valid(username) {
+            errors.add("Username only lowercase letters, numbers, and underscores");
+        }
+        errors.min_chars("Username", Some(username), USERNAME_MIN);
+        errors.max_chars("Username", Some(username), USERNAME_MAX);
+    }
+    errors.max_chars(
+        "Display name",
+        form.display_name.as_deref(),
+        DISPLAY_NAME_MAX,
+    );
+    errors.into_result()?;
+    let (Some(email), Some(username), Some(password)) = (email, username, form.password) else {
+        return Err(DomainError::Internal(
+            "validated registration lost a field".into(),
+        ));
+    };
+    Ok(ValidAccount {
+        email,
+        username,
+        password,
+        display_name: form.display_name,
+    })
+}
+
+/// The password rules alone (`chatterly users reset-password`).
+pub(crate) fn validate_password(password: &str) -> DomainResult<()> {
+    let mut errors = Errors::default();
+    errors.min_chars("Password", Some(password), PASSWORD_MIN);
+    errors.max_chars("Password", Some(password), PASSWORD_MAX);
+    errors.into_result()
+}
+
+/// The message for an email or username already taken.
+pub(crate) fn account_conflict(error: StoreError) -> DomainError {
+    match error {
+        StoreError::Conflict(CONFLICT_EMAIL) => {
+            DomainError::invalid("Email has already been taken")
+        }
+        StoreError::Conflict(CONFLICT_USERNAME) => {
+            DomainError::invalid("Username has already been taken")
+        }
+        other => other.into(),
+    }
+}
+
+pub(crate) fn normalize_username(username: &str) -> String {
+    username.trim().to_lowercase()
+}
+
 impl Domain {
     /// Registers and signs in: the new user and their first token.
     pub async fn register(
@@ -80,42 +160,8 @@ impl Domain {
         if let Some(rate) = &self.rate {
             rate.check_auth(client)?;
         }
-        let email = form.email.as_deref().map(normalize_email);
-        let username = form.username.as_deref().map(str::to_lowercase);
-        let mut errors = Errors::default();
-        if let Some(email) = errors.required("Email", email.as_deref()) {
-            if !email_is_valid(email) {
-                errors.add("Email is invalid");
-            }
-            errors.max_chars("Email", Some(email), EMAIL_MAX);
-        }
-        if let Some(password) = errors.required("Password", form.password.as_deref()) {
-            errors.min_chars("Password", Some(password), PASSWORD_MIN);
-            errors.max_chars("Password", Some(password), PASSWORD_MAX);
-        }
-        if let Some(confirmation) = &form.password_confirmation {
-            if Some(confirmation) != form.password.as_ref() {
-                errors.add("Password confirmation doesn't match Password");
-            }
-        }
-        if let Some(username) = errors.required("Username", username.as_deref()) {
-            if !username_is_valid(username) {
-                errors.add("Username only lowercase letters, numbers, and underscores");
-            }
-            errors.min_chars("Username", Some(username), USERNAME_MIN);
-            errors.max_chars("Username", Some(username), USERNAME_MAX);
-        }
-        errors.max_chars(
-            "Display name",
-            form.display_name.as_deref(),
-            DISPLAY_NAME_MAX,
-        );
-        errors.into_result()?;
-        let (Some(email), Some(username), Some(password)) = (email, username, form.password) else {
-            return Err(DomainError::Internal(
-                "validated registration lost a field".into(),
-            ));
-        };
+        let account = validate_registration(form)?;
+        let (email, username, password) = (account.email, account.username, account.password);
         // Spare the password hashing when the answer is already known.
         if self.store.user_by_email(&email).await?.is_some() {
             return Err(DomainError::invalid("Email has already been taken"));
@@ -126,20 +172,13 @@ impl Domain {
             .create_user(NewUser {
                 email,
                 username,
-                display_name: form.display_name,
+                display_name: account.display_name,
                 password_hash,
             })
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict(CONFLICT_EMAIL) => {
-                    DomainError::invalid("Email has already been taken")
-                }
-                StoreError::Conflict(CONFLICT_USERNAME) => {
-                    DomainError::invalid("Username has already been taken")
-                }
-                other => other.into(),
-            })?;
-        self.known_users.insert(user.id);
+            .map_err(account_conflict)?;
+        self.known_users
+            .insert(user.id, self.known_users.generation());
         let token = self.tokens.issue(user.id)?;
         Ok((UserWithEmail::new(&user, self.online(user.id)), token))
     }
@@ -158,6 +197,7 @@ impl Domain {
             return Err(DomainError::Unauthenticated(NO_TOKEN.into()));
         };
         let email = normalize_email(&email);
+        let generation = self.known_users.generation();
         let Some(mut user) = self.store.user_by_email(&email).await? else {
             // Spend the same time as a real check, so response times do not tell
             // which emails exist.
@@ -193,10 +233,14 @@ impl Domain {
             };
             return Err(DomainError::Unauthenticated(message.into()));
         }
+        if user.disabled_at.is_some() {
+            // Said only to someone who knows the password.
+            return Err(DomainError::Unauthenticated(ACCOUNT_DISABLED.into()));
+        }
         if user.failed_attempts > 0 {
             self.store.reset_failed_logins(user.id).await?;
         }
-        self.known_users.insert(user.id);
+        self.known_users.insert(user.id, generation);
         let token = self.tokens.issue(user.id)?;
         Ok((UserWithEmail::new(&user, self.online(user.id)), token))
     }

@@ -9,6 +9,7 @@
 //! found in Redis (`<prefix>:jwt_denylist:<jti>`, as the reference keeps it) or, without
 //! Redis, in the store.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 
 use super::{DomainError, DomainResult};
+use crate::bus::{BusMessage, Deliver};
 use crate::redis_keys::RedisKeys;
 
 /// Claims as the reference issues them, in its order.
@@ -262,18 +264,48 @@ impl Revocations {
     }
 }
 
-/// User ids known to exist, so the per-request "user exists" check is a
-/// memory lookup. Users are never deleted through the API; when deletion or
-/// disabling arrives, it must remove the id here (and on every instance).
+/// User ids known to exist and not be disabled, so the per-request "user is
+/// valid" check is a memory lookup. Users are never deleted; disabling one
+/// (`chatterly users disable`) publishes `UserDisabled`, which removes the id
+/// here on every instance, so the next check goes to the store and refuses.
 #[derive(Default)]
-pub struct KnownUsers(DashSet<Id>);
+pub struct KnownUsers {
+    ids: DashSet<Id>,
+    /// Moves on every eviction: a lookup that started before one does not
+    /// cache its (possibly stale) answer.
+    evictions: AtomicU64,
+}
 
 impl KnownUsers {
     pub fn contains(&self, id: Id) -> bool {
-        self.0.contains(&id)
+        self.ids.contains(&id)
     }
-    pub fn insert(&self, id: Id) {
-        self.0.insert(id);
+
+    /// Where a lookup starts: pass it to [`KnownUsers::insert`].
+    pub fn generation(&self) -> u64 {
+        self.evictions.load(Ordering::Acquire)
+    }
+
+    /// Caches a user found valid by a lookup that started at `generation`,
+    /// unless an eviction happened since (then the answer may be stale).
+    pub fn insert(&self, id: Id, generation: u64) {
+        self.ids.insert(id);
+        if self.evictions.load(Ordering::Acquire) != generation {
+            self.ids.remove(&id);
+        }
+    }
+
+    pub fn evict(&self, id: Id) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        self.ids.remove(&id);
+    }
+}
+
+impl Deliver for KnownUsers {
+    fn deliver(&self, message: &BusMessage) {
+        if let BusMessage::UserDisabled { user_id } = message {
+            self.evict(*user_id);
+        }
     }
 }
 
@@ -329,6 +361,22 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(tokens.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn known_users_do_not_cache_a_lookup_that_raced_an_eviction() {
+        let known = KnownUsers::default();
+        let before = known.generation();
+        known.insert(1, before);
+        assert!(known.contains(1));
+        let started = known.generation();
+        known.deliver(&BusMessage::UserDisabled { user_id: 1 });
+        assert!(!known.contains(1));
+        // A lookup that began before the eviction saw the user as valid.
+        known.insert(1, started);
+        assert!(!known.contains(1));
+        known.insert(1, known.generation());
+        assert!(known.contains(1));
     }
 
     #[tokio::test]

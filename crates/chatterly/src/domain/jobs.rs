@@ -8,11 +8,16 @@ use chatterly_store::{Id, Job, NewJob, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{Domain, DomainError, DomainResult};
+use crate::bus::BusMessage;
 
 /// A ringing call that nobody answered becomes missed.
 pub const MISSED_CALL: &str = "call.missed";
 /// Store upkeep (PostgreSQL partitions ahead, expired revocations), hourly.
 pub const MAINTENANCE: &str = "store.maintain";
+
+/// An administrator disabled a user: tell every instance (over the bus) to
+/// close the user's sockets and forget the user is valid.
+pub const USER_DISABLED: &str = "user.disabled";
 
 /// How often maintenance runs.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
@@ -30,6 +35,22 @@ pub fn missed_call(call_id: Id, run_at: Timestamp) -> NewJob {
         kind: MISSED_CALL.to_owned(),
         payload: serde_json::json!({ "call_id": call_id }).to_string(),
         run_at,
+        max_attempts: MAX_ATTEMPTS,
+        unique_key: None,
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserArgs {
+    user_id: Id,
+}
+
+/// The job that spreads a user's disabling, due at once.
+pub fn user_disabled(user_id: Id, now: Timestamp) -> NewJob {
+    NewJob {
+        kind: USER_DISABLED.to_owned(),
+        payload: serde_json::json!({ "user_id": user_id }).to_string(),
+        run_at: now,
         max_attempts: MAX_ATTEMPTS,
         unique_key: None,
     }
@@ -64,6 +85,19 @@ impl Domain {
                 Ok(Some(maintenance(
                     chatterly_store::now() + MAINTENANCE_EVERY,
                 )))
+            }
+            USER_DISABLED => {
+                let args: UserArgs = serde_json::from_str(&job.payload).map_err(|e| {
+                    DomainError::Internal(format!("bad {USER_DISABLED} payload: {e}"))
+                })?;
+                // Idempotent; skipped if the user was enabled again meanwhile.
+                let user = self.store.user_by_id(args.user_id).await?;
+                if user.is_some_and(|u| u.disabled_at.is_some()) {
+                    self.bus.publish(BusMessage::UserDisabled {
+                        user_id: args.user_id,
+                    });
+                }
+                Ok(None)
             }
             other => Err(DomainError::Internal(format!("unknown job kind {other:?}"))),
         }

@@ -4,6 +4,7 @@
 //! on the bus: after commit, never before, never for a rolled-back write.
 
 mod accounts;
+pub mod admin;
 pub mod auth;
 mod calls;
 mod channels;
@@ -41,6 +42,9 @@ use crate::ephemeral::Presence;
 use crate::views::{CallSessionSummary, ConversationView, MessageView, ReactionView, UserPublic};
 use auth::{Identity, KnownUsers, Passwords, Revocations, Tokens};
 
+/// Why a disabled account's login or token is refused.
+pub const ACCOUNT_DISABLED: &str = "Your account is disabled.";
+
 pub struct Domain {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
@@ -48,7 +52,7 @@ pub struct Domain {
     tokens: Tokens,
     passwords: Arc<Passwords>,
     revocations: Revocations,
-    known_users: KnownUsers,
+    known_users: Arc<KnownUsers>,
     memberships: Arc<MembershipCache>,
     calls: Arc<RosterCache>,
     limits: Limits,
@@ -62,6 +66,8 @@ pub struct DomainParts {
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub revocations: Revocations,
+    /// Must also receive the bus messages (it evicts on them).
+    pub known_users: Arc<KnownUsers>,
     /// Must also receive the bus messages (it evicts on them).
     pub memberships: Arc<MembershipCache>,
     /// Must also receive the bus messages (it evicts on them).
@@ -79,7 +85,7 @@ impl Domain {
             tokens: parts.tokens,
             passwords: Arc::new(parts.passwords),
             revocations: parts.revocations,
-            known_users: KnownUsers::default(),
+            known_users: parts.known_users,
             memberships: parts.memberships,
             calls: parts.calls,
             limits: parts.limits,
@@ -108,7 +114,8 @@ impl Domain {
     }
 
     /// The token check behind every authenticated request and socket
-    /// (contract 2.5): signature, expiry, denylist, user existence.
+    /// (contract 2.5): signature, expiry, denylist, user existence, and the
+    /// account not disabled.
     pub async fn authenticate(&self, token: Option<&str>) -> DomainResult<Identity> {
         let token = token
             .filter(|t| !t.is_empty())
@@ -122,10 +129,14 @@ impl Domain {
             return Err(DomainError::Unauthenticated("revoked token".into()));
         }
         if !self.known_users.contains(identity.user_id) {
-            if self.store.user_by_id(identity.user_id).await?.is_none() {
-                return Err(DomainError::Unauthenticated("nil user".into()));
+            let generation = self.known_users.generation();
+            match self.store.user_by_id(identity.user_id).await? {
+                None => return Err(DomainError::Unauthenticated("nil user".into())),
+                Some(user) if user.disabled_at.is_some() => {
+                    return Err(DomainError::Unauthenticated(ACCOUNT_DISABLED.into()))
+                }
+                Some(_) => self.known_users.insert(identity.user_id, generation),
             }
-            self.known_users.insert(identity.user_id);
         }
         Ok(identity)
     }

@@ -101,6 +101,7 @@ pub async fn world() -> World {
         tokens: Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60)),
         passwords: Passwords::new(64).expect("passwords"),
         revocations,
+        known_users: Arc::default(),
         memberships: Arc::new(MembershipCache::default()),
         calls,
         limits: config.limits,

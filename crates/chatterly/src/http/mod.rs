@@ -20,6 +20,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -106,12 +108,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
 pub struct HttpOptions {
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Record request counts and latencies (`--metrics-listen` is set).
+    pub metrics: bool,
 }
 
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let (api, spec) = api_routes().split_for_parts();
     let spec = Arc::new(spec);
-    web::mount(api)
+    let routes = web::mount(api)
         .route("/cable", axum::routing::get(cable::upgrade))
         .route(
             "/api/openapi.json",
@@ -119,7 +123,14 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
                 let spec = Arc::clone(&spec);
                 async move { Json(spec.as_ref().clone()) }
             }),
-        )
+        );
+    // After routing, so the label is the matched route, not the raw URI.
+    let routes = if options.metrics {
+        routes.route_layer(axum::middleware::from_fn(track))
+    } else {
+        routes
+    };
+    routes
         .fallback(|| async { route_not_found() })
         .method_not_allowed_fallback(|| async {
             (
@@ -130,6 +141,51 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(cors(&options.cors_origins))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+}
+
+/// The span every log line of a request carries: its id (`x-request-id`,
+/// the client's or a new UUID, echoed in the response), method and path.
+/// The path only: a query string can hold a token (`/cable?token=`).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
+/// Counts a routed request and its latency by method, matched route and
+/// status.
+async fn track(
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("chatterly_http_requests_total", &labels).increment(1);
+    metrics::histogram!("chatterly_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Contract 1.9: the configured origins exactly, credentials allowed, the
