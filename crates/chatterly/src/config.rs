@@ -357,6 +357,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
 
+    /// Delete messages (with their reactions) older than this many days, by
+    /// a recurring job; unset keeps everything forever. Set the same value on
+    /// every instance.
+    #[arg(long, env = "CHATTERLY_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (off when unset). Keep
     /// it on a private address: it is not authenticated.
     #[arg(long, env = "CHATTERLY_METRICS_LISTEN")]
@@ -434,6 +440,8 @@ pub struct Limits {
     pub lock_duration: Duration,
     /// How long a call rings before it is missed.
     pub call_ring_timeout: chrono::TimeDelta,
+    /// How long messages are kept; `None` keeps them forever.
+    pub retention: Option<chrono::TimeDelta>,
 }
 
 /// Rate limits; `None` when switched off.
@@ -616,6 +624,21 @@ impl ServeArgs {
             .ok()
             .and_then(chrono::TimeDelta::try_seconds)
             .ok_or_else(|| invalid("--call-ring-timeout", "is too large"))?;
+        let retention = match self.retention_days {
+            None => None,
+            Some(0) => {
+                return Err(invalid(
+                    "--retention-days (CHATTERLY_RETENTION_DAYS)",
+                    "must be at least 1 (leave it unset to keep messages forever)",
+                ))
+            }
+            Some(days) => Some(chrono::TimeDelta::try_days(i64::from(days)).ok_or_else(|| {
+                invalid(
+                    "--retention-days (CHATTERLY_RETENTION_DAYS)",
+                    "is too large",
+                )
+            })?),
+        };
         let cable = CableLimits {
             max_frame_bytes: self.cable_max_frame_bytes,
             max_subscriptions: self.cable_max_subscriptions,
@@ -648,6 +671,7 @@ impl ServeArgs {
                 lock_after: self.lock_after,
                 lock_duration: Duration::from_secs(self.lock_seconds),
                 call_ring_timeout,
+                retention,
             },
             jobs: self.jobs == Switch::On,
             metrics_listen,
@@ -722,6 +746,10 @@ mod tests {
         assert!(parse(&["--max-page", "0"])
             .unwrap_err()
             .contains("--max-page"));
+        assert!(parse(&["--retention-days", "0"])
+            .unwrap_err()
+            .contains("--retention-days"));
+        assert!(parse(&[]).expect("valid").limits.retention.is_none());
         assert!(parse(&["--metrics-listen", "9090"])
             .unwrap_err()
             .contains("--metrics-listen"));

@@ -655,3 +655,209 @@ async fn debug_logs_hold_no_password_token_or_message_content() {
         }
     }
 }
+
+/// Ids of a conversation's messages, and the messages, via the API.
+async fn history_ids(
+    instance: &Instance,
+    token: &str,
+    conversation: i64,
+) -> (Vec<i64>, Vec<serde_json::Value>) {
+    let messages = all_messages(instance, token, conversation).await;
+    let ids = messages
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    (ids, messages)
+}
+
+async fn react(instance: &Instance, user: &User, message: i64) {
+    let (status, body) = call(
+        reqwest::Method::POST,
+        instance.url("/api/v1/reactions"),
+        Some(&user.token),
+        Some(json!({ "message_id": message, "emoji": "👍" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Sends six messages (the second a reply to the first), reacts to the
+/// first, third and fifth; returns their ids.
+async fn retention_fixture(server: &Instance, alice: &User, room: i64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let body = match n {
+            1 => json!({ "content": "reply", "parent_message_id": ids[0] }),
+            _ => json!({ "content": format!("m{n}") }),
+        };
+        ids.push(
+            send(server, alice, room, body).await["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    for i in [0, 2, 4] {
+        react(server, alice, ids[i]).await;
+    }
+    ids
+}
+
+/// Polls the history until `gone` are no longer in it.
+async fn wait_until_gone(
+    server: &Instance,
+    token: &str,
+    room: i64,
+    gone: &[i64],
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (ids, messages) = history_ids(server, token, room).await;
+        if !gone.iter().any(|g| ids.contains(g)) {
+            return messages;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention did not remove {gone:?}; history has {ids:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `--retention-days` on SQLite: the retention job, due at start-up, deletes
+/// messages older than the horizon with their reactions; newer ones stay,
+/// and a reply whose parent went loses its parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_messages_on_sqlite() {
+    let dir = temp_dir();
+    let place = Place::Sqlite(dir.path());
+    let mut server = Instance::start(&place, &[]).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = group(&server, &alice, "crew", &[&bob]).await;
+    let ids = retention_fixture(&server, &alice, room).await;
+    server.terminate();
+
+    let db = dir.path().join("chatterly.sqlite3");
+    let old = chrono::Utc::now().timestamp_millis() - 400 * 86_400_000;
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let aged = conn
+            .execute(
+                "UPDATE messages SET created_at = ?1 WHERE id IN (?2, ?3)",
+                rusqlite::params![old, ids[0], ids[2]],
+            )
+            .expect("age two messages");
+        assert_eq!(aged, 2);
+    }
+    let server = Instance::start(&place, &["--retention-days", "30"]).await;
+    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0], ids[2]]).await;
+    let left: Vec<i64> = messages
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(left, vec![ids[1], ids[3], ids[4], ids[5]]);
+    assert!(
+        messages[0]["parent_message_id"].is_null(),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(messages[2]["reactions"].as_array().map(Vec::len), Some(1));
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM reactions WHERE message_id NOT IN (SELECT id FROM messages)",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(orphans, 0, "reactions went with their messages");
+    let reactions: i64 = conn
+        .query_row("SELECT count(*) FROM reactions", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(reactions, 1);
+}
+
+/// `--retention-days` on PostgreSQL: a monthly partition entirely past the
+/// horizon is dropped whole, old rows in the default partition are deleted,
+/// reactions go with both; recent messages stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_partitions_on_postgres() {
+    use sqlx::Connection;
+    let db = PgDatabase::create();
+    let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
+    let dir = temp_dir();
+    let place = Place::Postgres {
+        db: &db,
+        prefix: &prefix,
+        data_dir: dir.path(),
+    };
+    let mut server = Instance::start(&place, &[]).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = group(&server, &alice, "crew", &[&bob]).await;
+    let ids = retention_fixture(&server, &alice, room).await;
+    server.terminate();
+
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    for statement in [
+        "CREATE TABLE messages_2025_01 PARTITION OF messages \
+         FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2025-02-01 00:00:00+00')"
+            .to_owned(),
+        format!(
+            "UPDATE messages SET created_at = '2025-01-15 00:00:00+00' WHERE id IN ({}, {})",
+            ids[0], ids[1]
+        ),
+        format!(
+            "UPDATE reactions SET message_created_at = '2025-01-15 00:00:00+00' WHERE message_id = {}",
+            ids[0]
+        ),
+        // Before any partition: lands in the default one.
+        format!(
+            "UPDATE messages SET created_at = '2020-06-01 00:00:00+00' WHERE id = {}",
+            ids[2]
+        ),
+        format!(
+            "UPDATE reactions SET message_created_at = '2020-06-01 00:00:00+00' WHERE message_id = {}",
+            ids[2]
+        ),
+    ] {
+        sqlx::query(&statement).execute(&mut conn).await.expect(&statement);
+    }
+    let in_default: i64 = sqlx::query_scalar("SELECT count(*) FROM messages_default")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(in_default, 1);
+
+    let server = Instance::start(&place, &["--retention-days", "30"]).await;
+    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0], ids[1], ids[2]]).await;
+    let left: Vec<i64> = messages
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(left, vec![ids[3], ids[4], ids[5]]);
+    assert_eq!(messages[1]["reactions"].as_array().map(Vec::len), Some(1));
+    let partition: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('messages_2025_01')::text")
+            .fetch_one(&mut conn)
+            .await
+            .expect("lookup");
+    assert_eq!(partition, None, "the old month's partition was dropped");
+    let reactions: Vec<i64> = sqlx::query_scalar("SELECT message_id FROM reactions")
+        .fetch_all(&mut conn)
+        .await
+        .expect("reactions");
+    assert_eq!(
+        reactions,
+        vec![ids[4]],
+        "reactions went with their messages"
+    );
+    let current: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT to_regclass('messages_{}')::text",
+        chrono::Utc::now().format("%Y_%m")
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .expect("lookup");
+    assert!(current.is_some(), "this month's partition stays");
+}

@@ -36,9 +36,9 @@ use async_trait::async_trait;
 use chatterly_store::{
     millis, now, AccountChange, CallChange, CallParticipant, CallSession, CallTransition,
     Conversation, ConversationKind, HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member,
-    Message, NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Reaction, Role,
-    Store, StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER,
-    CONFLICT_REACTION, CONFLICT_USERNAME,
+    Message, NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged,
+    Reaction, Role, Store, StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL,
+    CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -788,6 +788,10 @@ impl Store for PgStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {
+        partitions::purge_before(&self.pool, millis(horizon), batch).await
     }
 
     // ---- reactions ---------------------------------------------------------------

@@ -36,9 +36,9 @@ use async_trait::async_trait;
 use chatterly_store::{
     AccountChange, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
     ConversationKind, HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member, Message,
-    MessageKind, NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Reaction,
-    Role, Store, StoreError, StoreResult, Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER,
-    CONFLICT_REACTION,
+    MessageKind, NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged,
+    Reaction, Role, Store, StoreError, StoreResult, Timestamp, User, CONFLICT_CALL,
+    CONFLICT_MEMBER, CONFLICT_REACTION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -1028,6 +1028,32 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {
+        let horizon = to_millis(horizon);
+        let batch = i64::from(batch.max(1));
+        let mut purged = Purged::default();
+        // One short write per batch, so sends queue behind a batch at most;
+        // reactions go by ON DELETE CASCADE, replies' parents by SET NULL.
+        loop {
+            let deleted = self
+                .writer
+                .write(move |c| {
+                    c.prepare_cached(
+                        "DELETE FROM messages WHERE id IN \
+                         (SELECT id FROM messages WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+                    )
+                    .db()?
+                    .execute(params![horizon, batch])
+                    .db()
+                })
+                .await?;
+            purged.messages += deleted as u64;
+            if (deleted as i64) < batch {
+                return Ok(purged);
+            }
+        }
     }
 
     // ---- reactions ---------------------------------------------------------------------

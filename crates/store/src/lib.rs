@@ -147,6 +147,16 @@ pub trait Store: Send + Sync + 'static {
     /// already deleted.
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()>;
 
+    /// Retention: removes the messages created before `horizon`, with their
+    /// reactions, without holding a write lock for long. SQLite deletes in
+    /// batches of `batch` rows, each its own short write; PostgreSQL drops
+    /// each monthly partition that ends at or before `horizon` (a partition
+    /// straddling it is kept whole until it is entirely past) and deletes
+    /// older rows of the default partition in batches. Replies whose parent
+    /// went keep their `parent_message_id` on PostgreSQL (unchecked) and lose
+    /// it on SQLite (`ON DELETE SET NULL`).
+    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged>;
+
     // ---- reactions ----------------------------------------------------------
 
     /// Reactions of the given messages, ordered by id.
