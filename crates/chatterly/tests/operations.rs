@@ -861,3 +861,255 @@ async fn retention_drops_old_partitions_on_postgres() {
     .expect("lookup");
     assert!(current.is_some(), "this month's partition stays");
 }
+
+/// nginx (from the distribution's package, which `scripts/test` installs)
+/// in front of the given instances, on a private prefix; stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start(upstreams: &[u16]) -> Nginx {
+        let dir = temp_dir();
+        let port = free_port();
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| text(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let servers: String = upstreams
+            .iter()
+            .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
+            .collect();
+        let d = dir.path().display();
+        // The layout the README documents, on loopback.
+        let config = format!(
+            r#"{user}
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    upstream chatterly {{
+{servers}        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /cable {{
+            proxy_pass http://chatterly;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }}
+        location / {{
+            proxy_pass http://chatterly;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_next_upstream error timeout http_502 http_503;
+        }}
+    }}
+}}
+"#,
+            user = if root { "user root;" } else { "" },
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).expect("nginx.conf");
+        let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nginx");
+        let child = std::process::Command::new(binary)
+            .args(["-p", &d.to_string(), "-e", &format!("{d}/error.log")])
+            .args(["-c", &conf.display().to_string(), "-g", "daemon off;"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nginx ({binary}: {e}); scripts/test installs it (apt-get install nginx-light)")
+            });
+        let nginx = Nginx {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(resp) = reqwest::get(nginx.url("/up")).await {
+                if resp.status().is_success() {
+                    return nginx;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nginx did not come up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// nginx as an `Instance`-shaped target for the helpers.
+    fn as_target(&self) -> Instance {
+        Instance {
+            child: std::process::Command::new("true")
+                .spawn()
+                .expect("a placeholder process"),
+            port: self.port,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The production layout on loopback: two instances on PostgreSQL and Redis
+/// behind nginx. REST and WebSockets go through nginx; one instance is
+/// stopped while clients stay connected to the other and messages keep
+/// flowing; its clients reconnect through nginx and catch up with
+/// `since_seq`, and every socket ends with every message exactly once, in
+/// order; the instance comes back and serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_nginx_survive_a_restart() {
+    let db = PgDatabase::create();
+    let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
+    let dir = temp_dir();
+    let place = Place::Postgres {
+        db: &db,
+        prefix: &prefix,
+        data_dir: dir.path(),
+    };
+    let one = Instance::start(&place, &[]).await;
+    let mut two = Instance::start(&place, &[]).await;
+    let two_port = two.port;
+    let nginx = Nginx::start(&[one.port, two.port]).await;
+    let front = nginx.as_target();
+
+    let alice = register(&front, "alice").await;
+    let bob = register(&front, "bob").await;
+    let room = group(&front, &alice, "crew", &[&bob]).await;
+    let identifier = json!({ "channel": "ConversationChannel", "conversation_id": room });
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let mut socket = Socket::open(&front, &bob.token).await;
+        socket.subscribe(identifier.clone()).await;
+        sockets.push(socket);
+    }
+    // seqs each socket has seen, in order.
+    let mut seen: Vec<Vec<i64>> = vec![Vec::new(); sockets.len()];
+    let first = send(&front, &alice, room, json!({ "content": "m1" })).await;
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        let frame = socket.next_frame().await.expect("m1 through nginx");
+        assert_eq!(frame["message"]["message"]["id"], first["id"], "{frame}");
+        seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+    }
+
+    // Stop instance two: its sockets are told to reconnect; sends go on.
+    two.terminate();
+    let mut moved = Vec::new();
+    for _ in 0..3 {
+        send(
+            &front,
+            &alice,
+            room,
+            json!({ "content": "during the outage" }),
+        )
+        .await;
+    }
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        // Each socket either gets the three messages (instance one) or a
+        // disconnect asking it to reconnect (instance two).
+        let mut got = 0;
+        while got < 3 {
+            match socket.next_frame().await {
+                Some(frame) if frame["type"] == "disconnect" => {
+                    assert_eq!(frame["reason"], "server_restart", "{frame}");
+                    assert_eq!(frame["reconnect"], true, "{frame}");
+                    moved.push(i);
+                    break;
+                }
+                Some(frame) if frame["message"]["type"] == "new_message" => {
+                    seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+                    got += 1;
+                }
+                Some(_) => {}
+                None => {
+                    moved.push(i);
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        !moved.is_empty() && moved.len() < sockets.len(),
+        "nginx spread the sockets over both instances (moved: {moved:?})"
+    );
+    // Reconnect through nginx (instance one answers) and catch up.
+    for &i in &moved {
+        let last = *seen[i].last().expect("saw m1");
+        let mut socket = Socket::open(&front, &bob.token).await;
+        let catch_up = json!({
+            "channel": "ConversationChannel", "conversation_id": room, "since_seq": last
+        });
+        socket.subscribe(catch_up).await;
+        while seen[i].len() < 4 {
+            let frame = socket.next_frame().await.expect("catch-up");
+            if frame["message"]["type"] == "new_message" {
+                seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+            }
+        }
+        sockets[i] = socket;
+    }
+
+    // Instance two comes back on its port; nginx serves through both again.
+    let back = Instance::start_on(&place, two_port, &[]).await;
+    let last = send(&front, &alice, room, json!({ "content": "after" })).await;
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        loop {
+            let frame = socket.next_frame().await.expect("the last message");
+            if frame["message"]["type"] == "new_message" {
+                seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+                break;
+            }
+        }
+        assert_eq!(
+            seen[i],
+            vec![1, 2, 3, 4, 5],
+            "socket {i}: every message once, in order"
+        );
+    }
+    assert_eq!(last["seq"], 5);
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("http://127.0.0.1:{}/up", back.port),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "instance two serves again");
+}
