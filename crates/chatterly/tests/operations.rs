@@ -505,7 +505,11 @@ async fn metrics_are_scraped_after_traffic() {
     let place = Place::Sqlite(dir.path());
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let server = Instance::start(&place, &["--metrics-listen", &listen]).await;
+    let server = Instance::start(
+        &place,
+        &["--metrics-listen", &listen, "--retention-days", "3650"],
+    )
+    .await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
     let room = group(&server, &alice, "crew", &[&bob]).await;
@@ -580,6 +584,20 @@ async fn metrics_are_scraped_after_traffic() {
         sample(&scrape, r#"chatterly_jobs{status="pending"}"#).is_some_and(|n| n >= 1.0),
         "the maintenance job is queued: {scrape}"
     );
+    // The retention job, due at start-up, shows in the job runs.
+    let runs = r#"chatterly_job_runs_total{kind="messages.retention",outcome="ok"}"#;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut scrape = scrape;
+    while sample(&scrape, runs).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "{scrape}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        scrape = reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+    }
     let api = reqwest::get(server.url("/metrics"))
         .await
         .expect("api port");
@@ -1004,7 +1022,8 @@ async fn two_instances_behind_nginx_survive_a_restart() {
         prefix: &prefix,
         data_dir: dir.path(),
     };
-    let one = Instance::start(&place, &[]).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let one = Instance::start(&place, &["--metrics-listen", &metrics]).await;
     let mut two = Instance::start(&place, &[]).await;
     let two_port = two.port;
     let nginx = Nginx::start(&[one.port, two.port]).await;
@@ -1112,4 +1131,20 @@ async fn two_instances_behind_nginx_survive_a_restart() {
     )
     .await;
     assert_eq!(status, 200, "instance two serves again");
+
+    // Instance one's metrics show the bus and the PostgreSQL pool.
+    let scrape = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        sample(&scrape, "chatterly_bus_published_total").is_some_and(|n| n >= 1.0),
+        "{scrape}"
+    );
+    assert!(
+        sample(&scrape, r#"chatterly_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0),
+        "{scrape}"
+    );
 }

@@ -197,6 +197,12 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Some((open.saturating_sub(idle), open))
+    }
+
     async fn maintain(&self, now: Timestamp) -> StoreResult<()> {
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
             .bind(millis(now))

@@ -48,6 +48,12 @@ pub trait Store: Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres"), for logs and `/up`.
     fn backend(&self) -> &'static str;
 
+    /// Pooled connections (in use, open), where the backend pools them
+    /// (PostgreSQL), for the metrics endpoint.
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        None
+    }
+
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
 
