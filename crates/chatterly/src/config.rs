@@ -357,6 +357,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
 
+    /// A proxy (its IP address) whose X-Forwarded-For names the client, for
+    /// per-address rate limits behind nginx (repeatable; the environment
+    /// variable takes a comma-separated list).
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHATTERLY_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+
     /// Delete messages (with their reactions) older than this many days, by
     /// a recurring job; unset keeps everything forever. Set the same value on
     /// every instance.
@@ -487,6 +497,8 @@ pub struct Config {
     pub jobs: bool,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -529,6 +541,20 @@ impl ServeArgs {
                 )
             })?),
         };
+        let mut trusted_proxies = Vec::new();
+        for proxy in self
+            .trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+        {
+            trusted_proxies.push(proxy.parse::<std::net::IpAddr>().map_err(|_| {
+                invalid(
+                    "--trusted-proxy (CHATTERLY_TRUSTED_PROXIES)",
+                    format!("{proxy:?} is not an IP address like 127.0.0.1"),
+                )
+            })?);
+        }
         let jwt_secret = match self.jwt_secret.as_deref() {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(invalid(
@@ -675,6 +701,7 @@ impl ServeArgs {
             },
             jobs: self.jobs == Switch::On,
             metrics_listen,
+            trusted_proxies,
             cable,
             argon2_memory_kib: self.argon2_memory_kib,
             log_format: self.log_format,
@@ -746,6 +773,16 @@ mod tests {
         assert!(parse(&["--max-page", "0"])
             .unwrap_err()
             .contains("--max-page"));
+        assert!(parse(&["--trusted-proxy", "nginx"])
+            .unwrap_err()
+            .contains("--trusted-proxy"));
+        assert_eq!(
+            parse(&["--trusted-proxy", "127.0.0.1"])
+                .expect("valid")
+                .trusted_proxies
+                .len(),
+            1
+        );
         assert!(parse(&["--retention-days", "0"])
             .unwrap_err()
             .contains("--retention-days"));
