@@ -369,6 +369,22 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
 
+    /// A proxy (its IP address) whose X-Forwarded-For names the client, for
+    /// per-address rate limits behind nginx (repeatable; the environment
+    /// variable takes a comma-separated list).
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHATTERLY_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Delete messages (with their reactions) older than this many days, by
+    /// a recurring job; unset keeps everything forever. Set the same value on
+    /// every instance.
+    #[arg(long, env = "CHATTERLY_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (off when unset). Keep
     /// it on a private address: it is not authenticated.
     #[arg(long, env = "CHATTERLY_METRICS_LISTEN")]
@@ -446,6 +462,8 @@ pub struct Limits {
     pub lock_duration: Duration,
     /// How long a call rings before it is missed.
     pub call_ring_timeout: chrono::TimeDelta,
+    /// How long messages are kept; `None` keeps them forever.
+    pub retention: Option<chrono::TimeDelta>,
 }
 
 /// Rate limits; `None` when switched off.
@@ -493,6 +511,8 @@ pub struct Config {
     pub ice_servers: serde_json::Value,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -535,6 +555,20 @@ impl ServeArgs {
                 )
             })?),
         };
+        let mut trusted_proxies = Vec::new();
+        for proxy in self
+            .trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+        {
+            trusted_proxies.push(proxy.parse::<std::net::IpAddr>().map_err(|_| {
+                invalid(
+                    "--trusted-proxy (CHATTERLY_TRUSTED_PROXIES)",
+                    format!("{proxy:?} is not an IP address like 127.0.0.1"),
+                )
+            })?);
+        }
         let jwt_secret = match self.jwt_secret.as_deref() {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(invalid(
@@ -631,6 +665,21 @@ impl ServeArgs {
             .and_then(chrono::TimeDelta::try_seconds)
             .ok_or_else(|| invalid("--call-ring-timeout", "is too large"))?;
         let ice_servers = parse_ice_servers(&self.ice_servers)?;
+        let retention = match self.retention_days {
+            None => None,
+            Some(0) => {
+                return Err(invalid(
+                    "--retention-days (CHATTERLY_RETENTION_DAYS)",
+                    "must be at least 1 (leave it unset to keep messages forever)",
+                ))
+            }
+            Some(days) => Some(chrono::TimeDelta::try_days(i64::from(days)).ok_or_else(|| {
+                invalid(
+                    "--retention-days (CHATTERLY_RETENTION_DAYS)",
+                    "is too large",
+                )
+            })?),
+        };
         let cable = CableLimits {
             max_frame_bytes: self.cable_max_frame_bytes,
             max_subscriptions: self.cable_max_subscriptions,
@@ -663,10 +712,12 @@ impl ServeArgs {
                 lock_after: self.lock_after,
                 lock_duration: Duration::from_secs(self.lock_seconds),
                 call_ring_timeout,
+                retention,
             },
             jobs: self.jobs == Switch::On,
             ice_servers,
             metrics_listen,
+            trusted_proxies,
             cable,
             argon2_memory_kib: self.argon2_memory_kib,
             log_format: self.log_format,
@@ -803,6 +854,20 @@ mod tests {
         assert!(parse(&["--max-page", "0"])
             .unwrap_err()
             .contains("--max-page"));
+        assert!(parse(&["--trusted-proxy", "nginx"])
+            .unwrap_err()
+            .contains("--trusted-proxy"));
+        assert_eq!(
+            parse(&["--trusted-proxy", "127.0.0.1"])
+                .expect("valid")
+                .trusted_proxies
+                .len(),
+            1
+        );
+        assert!(parse(&["--retention-days", "0"])
+            .unwrap_err()
+            .contains("--retention-days"));
+        assert!(parse(&[]).expect("valid").limits.retention.is_none());
         assert!(parse(&["--metrics-listen", "9090"])
             .unwrap_err()
             .contains("--metrics-listen"));

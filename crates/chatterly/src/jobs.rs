@@ -91,6 +91,13 @@ pub async fn run_due(domain: &Arc<Domain>, options: &WorkerOptions, now: Timesta
 async fn run_one(domain: &Domain, job: Job, now: Timestamp) {
     let store = domain.store();
     let outcome = domain.run_job(&job).await;
+    let result = match &outcome {
+        Ok(_) => "ok",
+        Err(_) if job.attempts < job.max_attempts => "retry",
+        Err(_) => "dead",
+    };
+    metrics::counter!("chatterly_job_runs_total", "kind" => job.kind.clone(), "outcome" => result)
+        .increment(1);
     let recorded = match outcome {
         Ok(next) => store.complete_job(job.id, job.attempts, next).await,
         Err(error) => {

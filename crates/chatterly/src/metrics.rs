@@ -19,6 +19,7 @@ use chatterly_store::{JobStatus, Store};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
+use crate::bus::BUS_STATS;
 use crate::cable::hub::{Hub, STATS};
 use crate::ephemeral::Presence;
 
@@ -98,6 +99,17 @@ async fn scrape(State(sources): State<Sources>) -> String {
         .absolute(STATS.outbox_drops.load(Ordering::Relaxed));
     metrics::counter!("chatterly_slow_consumer_disconnects_total")
         .absolute(STATS.slow_consumers.load(Ordering::Relaxed));
+    metrics::counter!("chatterly_bus_published_total")
+        .absolute(BUS_STATS.published.load(Ordering::Relaxed));
+    metrics::counter!("chatterly_bus_received_total")
+        .absolute(BUS_STATS.received.load(Ordering::Relaxed));
+    metrics::counter!("chatterly_bus_dropped_total")
+        .absolute(BUS_STATS.dropped.load(Ordering::Relaxed));
+    if let Some((in_use, open)) = sources.store.pool_usage() {
+        metrics::gauge!("chatterly_db_pool_connections", "state" => "in_use")
+            .set(f64::from(in_use));
+        metrics::gauge!("chatterly_db_pool_connections", "state" => "open").set(f64::from(open));
+    }
     job_gauges(&*sources.store).await;
     sources.handle.render()
 }

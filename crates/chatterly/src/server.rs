@@ -288,6 +288,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             cors_origins: config.cors_origins.clone(),
             max_body_bytes: config.limits.max_body_bytes,
             metrics: config.metrics_listen.is_some(),
+            trusted_proxies: config.trusted_proxies.clone(),
         },
     );
     let listener = listen(config.listen, config.reuse_port)

@@ -505,7 +505,11 @@ async fn metrics_are_scraped_after_traffic() {
     let place = Place::Sqlite(dir.path());
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let server = Instance::start(&place, &["--metrics-listen", &listen]).await;
+    let server = Instance::start(
+        &place,
+        &["--metrics-listen", &listen, "--retention-days", "3650"],
+    )
+    .await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
     let room = group(&server, &alice, "crew", &[&bob]).await;
@@ -580,6 +584,20 @@ async fn metrics_are_scraped_after_traffic() {
         sample(&scrape, r#"chatterly_jobs{status="pending"}"#).is_some_and(|n| n >= 1.0),
         "the maintenance job is queued: {scrape}"
     );
+    // The retention job, due at start-up, shows in the job runs.
+    let runs = r#"chatterly_job_runs_total{kind="messages.retention",outcome="ok"}"#;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut scrape = scrape;
+    while sample(&scrape, runs).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "{scrape}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        scrape = reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+    }
     let api = reqwest::get(server.url("/metrics"))
         .await
         .expect("api port");
@@ -654,4 +672,501 @@ async fn debug_logs_hold_no_password_token_or_message_content() {
             );
         }
     }
+}
+
+/// Ids of a conversation's messages, and the messages, via the API.
+async fn history_ids(
+    instance: &Instance,
+    token: &str,
+    conversation: i64,
+) -> (Vec<i64>, Vec<serde_json::Value>) {
+    let messages = all_messages(instance, token, conversation).await;
+    let ids = messages
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    (ids, messages)
+}
+
+async fn react(instance: &Instance, user: &User, message: i64) {
+    let (status, body) = call(
+        reqwest::Method::POST,
+        instance.url("/api/v1/reactions"),
+        Some(&user.token),
+        Some(json!({ "message_id": message, "emoji": "👍" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Sends six messages (the second a reply to the first), reacts to the
+/// first, third and fifth; returns their ids.
+async fn retention_fixture(server: &Instance, alice: &User, room: i64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let body = match n {
+            1 => json!({ "content": "reply", "parent_message_id": ids[0] }),
+            _ => json!({ "content": format!("m{n}") }),
+        };
+        ids.push(
+            send(server, alice, room, body).await["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    for i in [0, 2, 4] {
+        react(server, alice, ids[i]).await;
+    }
+    ids
+}
+
+/// `unread_count` of the conversation as `user` sees it.
+async fn unread_count(instance: &Instance, user: &User, conversation: i64) -> i64 {
+    let (status, body) = call(
+        reqwest::Method::GET,
+        instance.url(&format!("/api/v1/conversations/{conversation}")),
+        Some(&user.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["unread_count"].as_i64().expect("unread_count")
+}
+
+/// Polls the history until `gone` are no longer in it.
+async fn wait_until_gone(
+    server: &Instance,
+    token: &str,
+    room: i64,
+    gone: &[i64],
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (ids, messages) = history_ids(server, token, room).await;
+        if !gone.iter().any(|g| ids.contains(g)) {
+            return messages;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention did not remove {gone:?}; history has {ids:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `--retention-days` on SQLite: the retention job, due at start-up, deletes
+/// messages older than the horizon with their reactions; newer ones stay,
+/// and a reply whose parent went loses its parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_messages_on_sqlite() {
+    let dir = temp_dir();
+    let place = Place::Sqlite(dir.path());
+    let mut server = Instance::start(&place, &[]).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = group(&server, &alice, "crew", &[&bob]).await;
+    let ids = retention_fixture(&server, &alice, room).await;
+    assert_eq!(unread_count(&server, &bob, room).await, 6);
+    server.terminate();
+
+    let db = dir.path().join("chatterly.sqlite3");
+    let old = chrono::Utc::now().timestamp_millis() - 400 * 86_400_000;
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let aged = conn
+            .execute(
+                "UPDATE messages SET created_at = ?1 WHERE id IN (?2, ?3)",
+                rusqlite::params![old, ids[0], ids[2]],
+            )
+            .expect("age two messages");
+        assert_eq!(aged, 2);
+    }
+    let server = Instance::start(&place, &["--retention-days", "30"]).await;
+    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0], ids[2]]).await;
+    let left: Vec<i64> = messages
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(left, vec![ids[1], ids[3], ids[4], ids[5]]);
+    // Removed counts as read: bob's position moved past the newest removed
+    // message (seq 3; a real history is removed oldest first, so nothing
+    // kept lies before it — here seq 2 was kept by ageing out of order).
+    assert_eq!(unread_count(&server, &bob, room).await, 3);
+    assert!(
+        messages[0]["parent_message_id"].is_null(),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(messages[2]["reactions"].as_array().map(Vec::len), Some(1));
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM reactions WHERE message_id NOT IN (SELECT id FROM messages)",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(orphans, 0, "reactions went with their messages");
+    let reactions: i64 = conn
+        .query_row("SELECT count(*) FROM reactions", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(reactions, 1);
+}
+
+/// `--retention-days` on PostgreSQL: a monthly partition entirely past the
+/// horizon is dropped whole, old rows in the default partition are deleted,
+/// reactions go with both; recent messages stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_partitions_on_postgres() {
+    use sqlx::Connection;
+    let db = PgDatabase::create();
+    let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
+    let dir = temp_dir();
+    let place = Place::Postgres {
+        db: &db,
+        prefix: &prefix,
+        data_dir: dir.path(),
+    };
+    let mut server = Instance::start(&place, &[]).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = group(&server, &alice, "crew", &[&bob]).await;
+    let ids = retention_fixture(&server, &alice, room).await;
+    assert_eq!(unread_count(&server, &bob, room).await, 6);
+    server.terminate();
+
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    for statement in [
+        "CREATE TABLE messages_2025_01 PARTITION OF messages \
+         FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2025-02-01 00:00:00+00')"
+            .to_owned(),
+        format!(
+            "UPDATE messages SET created_at = '2025-01-15 00:00:00+00' WHERE id IN ({}, {})",
+            ids[0], ids[1]
+        ),
+        format!(
+            "UPDATE reactions SET message_created_at = '2025-01-15 00:00:00+00' WHERE message_id = {}",
+            ids[0]
+        ),
+        // Before any partition: lands in the default one.
+        format!(
+            "UPDATE messages SET created_at = '2020-06-01 00:00:00+00' WHERE id = {}",
+            ids[2]
+        ),
+        format!(
+            "UPDATE reactions SET message_created_at = '2020-06-01 00:00:00+00' WHERE message_id = {}",
+            ids[2]
+        ),
+    ] {
+        sqlx::query(&statement).execute(&mut conn).await.expect(&statement);
+    }
+    let in_default: i64 = sqlx::query_scalar("SELECT count(*) FROM messages_default")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(in_default, 1);
+
+    let server = Instance::start(&place, &["--retention-days", "30"]).await;
+    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0], ids[1], ids[2]]).await;
+    let left: Vec<i64> = messages
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(left, vec![ids[3], ids[4], ids[5]]);
+    // Removed counts as read: seqs 1-3 went (a dropped partition and the
+    // default one's batch), so bob has the three left unread.
+    assert_eq!(unread_count(&server, &bob, room).await, 3);
+    assert_eq!(messages[1]["reactions"].as_array().map(Vec::len), Some(1));
+    let partition: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('messages_2025_01')::text")
+            .fetch_one(&mut conn)
+            .await
+            .expect("lookup");
+    assert_eq!(partition, None, "the old month's partition was dropped");
+    let reactions: Vec<i64> = sqlx::query_scalar("SELECT message_id FROM reactions")
+        .fetch_all(&mut conn)
+        .await
+        .expect("reactions");
+    assert_eq!(
+        reactions,
+        vec![ids[4]],
+        "reactions went with their messages"
+    );
+    let current: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT to_regclass('messages_{}')::text",
+        chrono::Utc::now().format("%Y_%m")
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .expect("lookup");
+    assert!(current.is_some(), "this month's partition stays");
+}
+
+/// nginx (from the distribution's package, which `scripts/test` installs)
+/// in front of the given instances, on a private prefix; stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start(upstreams: &[u16]) -> Nginx {
+        let dir = temp_dir();
+        let port = free_port();
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| text(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let servers: String = upstreams
+            .iter()
+            .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
+            .collect();
+        let d = dir.path().display();
+        // The layout the README documents, on loopback.
+        let config = format!(
+            r#"{user}
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    upstream chatterly {{
+{servers}        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /cable {{
+            proxy_pass http://chatterly;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }}
+        location / {{
+            proxy_pass http://chatterly;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_next_upstream error timeout http_502 http_503;
+        }}
+    }}
+}}
+"#,
+            user = if root { "user root;" } else { "" },
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).expect("nginx.conf");
+        let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nginx");
+        let child = std::process::Command::new(binary)
+            .args(["-p", &d.to_string(), "-e", &format!("{d}/error.log")])
+            .args(["-c", &conf.display().to_string(), "-g", "daemon off;"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nginx ({binary}: {e}); scripts/test installs it (apt-get install nginx-light)")
+            });
+        let nginx = Nginx {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(resp) = reqwest::get(nginx.url("/up")).await {
+                if resp.status().is_success() {
+                    return nginx;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nginx did not come up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// nginx as an `Instance`-shaped target for the helpers.
+    fn as_target(&self) -> Instance {
+        Instance {
+            child: std::process::Command::new("true")
+                .spawn()
+                .expect("a placeholder process"),
+            port: self.port,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The production layout on loopback: two instances on PostgreSQL and Redis
+/// behind nginx. REST and WebSockets go through nginx; one instance is
+/// stopped while clients stay connected to the other and messages keep
+/// flowing; its clients reconnect through nginx and catch up with
+/// `since_seq`, and every socket ends with every message exactly once, in
+/// order; the instance comes back and serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_nginx_survive_a_restart() {
+    let db = PgDatabase::create();
+    let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
+    let dir = temp_dir();
+    let place = Place::Postgres {
+        db: &db,
+        prefix: &prefix,
+        data_dir: dir.path(),
+    };
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let one = Instance::start(&place, &["--metrics-listen", &metrics]).await;
+    let mut two = Instance::start(&place, &[]).await;
+    let two_port = two.port;
+    let nginx = Nginx::start(&[one.port, two.port]).await;
+    let front = nginx.as_target();
+
+    let alice = register(&front, "alice").await;
+    let bob = register(&front, "bob").await;
+    let room = group(&front, &alice, "crew", &[&bob]).await;
+    let identifier = json!({ "channel": "ConversationChannel", "conversation_id": room });
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let mut socket = Socket::open(&front, &bob.token).await;
+        socket.subscribe(identifier.clone()).await;
+        sockets.push(socket);
+    }
+    // seqs each socket has seen, in order.
+    let mut seen: Vec<Vec<i64>> = vec![Vec::new(); sockets.len()];
+    let first = send(&front, &alice, room, json!({ "content": "m1" })).await;
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        let frame = socket.next_frame().await.expect("m1 through nginx");
+        assert_eq!(frame["message"]["message"]["id"], first["id"], "{frame}");
+        seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+    }
+
+    // Stop instance two: its sockets are told to reconnect; sends go on.
+    two.terminate();
+    let mut moved = Vec::new();
+    for _ in 0..3 {
+        send(
+            &front,
+            &alice,
+            room,
+            json!({ "content": "during the outage" }),
+        )
+        .await;
+    }
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        // Each socket either gets the three messages (instance one) or a
+        // disconnect asking it to reconnect (instance two).
+        let mut got = 0;
+        while got < 3 {
+            match socket.next_frame().await {
+                Some(frame) if frame["type"] == "disconnect" => {
+                    assert_eq!(frame["reason"], "server_restart", "{frame}");
+                    assert_eq!(frame["reconnect"], true, "{frame}");
+                    moved.push(i);
+                    break;
+                }
+                Some(frame) if frame["message"]["type"] == "new_message" => {
+                    seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+                    got += 1;
+                }
+                Some(_) => {}
+                None => {
+                    moved.push(i);
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        !moved.is_empty() && moved.len() < sockets.len(),
+        "nginx spread the sockets over both instances (moved: {moved:?})"
+    );
+    // Reconnect through nginx (instance one answers) and catch up.
+    for &i in &moved {
+        let last = *seen[i].last().expect("saw m1");
+        let mut socket = Socket::open(&front, &bob.token).await;
+        let catch_up = json!({
+            "channel": "ConversationChannel", "conversation_id": room, "since_seq": last
+        });
+        socket.subscribe(catch_up).await;
+        while seen[i].len() < 4 {
+            let frame = socket.next_frame().await.expect("catch-up");
+            if frame["message"]["type"] == "new_message" {
+                seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+            }
+        }
+        sockets[i] = socket;
+    }
+
+    // Instance two comes back on its port; nginx serves through both again.
+    let back = Instance::start_on(&place, two_port, &[]).await;
+    let last = send(&front, &alice, room, json!({ "content": "after" })).await;
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        loop {
+            let frame = socket.next_frame().await.expect("the last message");
+            if frame["message"]["type"] == "new_message" {
+                seen[i].push(frame["message"]["message"]["seq"].as_i64().expect("seq"));
+                break;
+            }
+        }
+        assert_eq!(
+            seen[i],
+            vec![1, 2, 3, 4, 5],
+            "socket {i}: every message once, in order"
+        );
+    }
+    assert_eq!(last["seq"], 5);
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("http://127.0.0.1:{}/up", back.port),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "instance two serves again");
+
+    // Instance one's metrics show the bus and the PostgreSQL pool.
+    let scrape = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        sample(&scrape, "chatterly_bus_published_total").is_some_and(|n| n >= 1.0),
+        "{scrape}"
+    );
+    assert!(
+        sample(&scrape, r#"chatterly_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0),
+        "{scrape}"
+    );
 }

@@ -38,8 +38,8 @@ use chatterly_store::{
     millis, now, AccountChange, CallChange, CallParticipant, CallSession, CallTransition,
     Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus,
     MarkKind, Marked, Member, Mentions, Message, NewCall, NewConversation, NewJob, NewMessage,
-    NewUser, ProfileUpdate, Reaction, Receipt, Role, Store, StoreError, StoreResult, Timestamp,
-    User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
+    NewUser, ProfileUpdate, Purged, Reaction, Receipt, Role, Store, StoreError, StoreResult,
+    Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -198,6 +198,12 @@ impl Store for PgStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Some((open.saturating_sub(idle), open))
     }
 
     async fn maintain(&self, now: Timestamp) -> StoreResult<()> {
@@ -847,6 +853,10 @@ impl Store for PgStore {
         limit: u32,
     ) -> StoreResult<Vec<Message>> {
         read_state::mentions_for(&self.pool, user_id, before_id, limit).await
+    }
+
+    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {
+        partitions::purge_before(&self.pool, millis(horizon), batch).await
     }
 
     // ---- reactions ---------------------------------------------------------------

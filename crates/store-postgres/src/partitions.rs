@@ -13,7 +13,7 @@
 //! OF` would lock the whole table. The existence check up front means the usual
 //! call (partition already there) takes no lock at all.
 
-use chatterly_store::{StoreError, StoreResult, Timestamp};
+use chatterly_store::{Purged, StoreError, StoreResult, Timestamp};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use sqlx::PgPool;
 
@@ -56,6 +56,20 @@ impl Month {
                 month: self.month + 1,
             }
         }
+    }
+
+    /// The month of a `messages_YYYY_MM` table; `None` for any other name.
+    pub(crate) fn from_table_name(name: &str) -> Option<Month> {
+        let rest = name.strip_prefix("messages_")?;
+        let (year, month) = rest.split_once('_')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let month = Month {
+            year: year.parse().ok()?,
+            month: month.parse().ok()?,
+        };
+        (1..=12).contains(&month.month).then_some(month)
     }
 
     /// `messages_YYYY_MM`.
@@ -198,6 +212,160 @@ pub(crate) async fn missing(pool: &PgPool, now: Timestamp) -> StoreResult<Vec<St
         }
     }
     Ok(missing)
+}
+
+/// Retention on PostgreSQL: drops every monthly partition that ends at or
+/// before `horizon`, with the reactions and idempotency keys of its messages
+/// (they have no foreign keys to cascade), each partition in one short
+/// transaction under the creation lock; then deletes the default partition's
+/// rows older than `horizon` in batches.
+pub(crate) async fn purge_before(
+    pool: &PgPool,
+    horizon: Timestamp,
+    batch: u32,
+) -> StoreResult<Purged> {
+    let batch = batch.max(1);
+    let mut purged = Purged::default();
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'messages'::regclass ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    for name in names {
+        let Some(month) = Month::from_table_name(&name) else {
+            continue;
+        };
+        let start = month.start()?;
+        let end = month.next().start()?;
+        if end > horizon {
+            continue;
+        }
+        let mut tx = pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK_KEY)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // Read state: members' positions move past the partition's newest
+        // message of each conversation (unread is last_seq - last_read_seq
+        // minus deletions, so a message removed unread would otherwise stay
+        // counted), and the partition's mention and deletion rows go.
+        sqlx::query(&format!(
+            "UPDATE conversation_members m
+             SET last_read_seq = GREATEST(m.last_read_seq, p.max_seq),
+                 last_delivered_seq = GREATEST(m.last_delivered_seq, p.max_seq)
+             FROM (SELECT conversation_id, max(seq) AS max_seq FROM {name}
+                   GROUP BY conversation_id) p
+             WHERE m.conversation_id = p.conversation_id AND m.last_read_seq < p.max_seq"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(&format!(
+            "DELETE FROM mentions WHERE message_id IN (SELECT id FROM {name})"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(&format!(
+            "DELETE FROM message_deletions d USING {name} x
+             WHERE x.deleted_at IS NOT NULL
+               AND d.conversation_id = x.conversation_id AND d.seq = x.seq"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for table in ["reactions", "message_client_ids"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE message_created_at >= $1 AND message_created_at < $2"
+            ))
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {name}"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(&format!("DROP TABLE {name}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        tracing::info!(partition = %name, rows, "retention dropped a message partition");
+        purged.messages += rows as u64;
+        purged.partitions.push(name);
+    }
+    // Rows the default partition holds from before the horizon.
+    loop {
+        let mut tx = pool.begin().await.map_err(backend)?;
+        let removed: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
+            "DELETE FROM messages_default WHERE (id, created_at) IN
+               (SELECT id, created_at FROM messages_default WHERE created_at < $1 LIMIT $2)
+             RETURNING id, conversation_id, seq, deleted_at IS NOT NULL",
+        )
+        .bind(horizon)
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let ids: Vec<i64> = removed.iter().map(|r| r.0).collect();
+        if !ids.is_empty() {
+            let conversations: Vec<i64> = removed.iter().map(|r| r.1).collect();
+            let seqs: Vec<i64> = removed.iter().map(|r| r.2).collect();
+            let deleted: Vec<bool> = removed.iter().map(|r| r.3).collect();
+            // As for a dropped partition: removed is read.
+            sqlx::query(
+                "UPDATE conversation_members m
+                 SET last_read_seq = GREATEST(m.last_read_seq, p.max_seq),
+                     last_delivered_seq = GREATEST(m.last_delivered_seq, p.max_seq)
+                 FROM (SELECT c AS conversation_id, max(s) AS max_seq
+                       FROM unnest($1::bigint[], $2::bigint[]) AS t (c, s) GROUP BY c) p
+                 WHERE m.conversation_id = p.conversation_id AND m.last_read_seq < p.max_seq",
+            )
+            .bind(&conversations)
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "DELETE FROM message_deletions d
+                 USING unnest($1::bigint[], $2::bigint[], $3::bool[]) AS t (c, s, gone)
+                 WHERE t.gone AND d.conversation_id = t.c AND d.seq = t.s",
+            )
+            .bind(&conversations)
+            .bind(&seqs)
+            .bind(&deleted)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query("DELETE FROM mentions WHERE message_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            for table in ["reactions", "message_client_ids"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE message_id = ANY($1)"))
+                    .bind(&ids)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        purged.messages += ids.len() as u64;
+        if ids.len() < batch as usize {
+            return Ok(purged);
+        }
+    }
 }
 
 #[cfg(test)]

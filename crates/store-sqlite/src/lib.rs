@@ -37,8 +37,8 @@ use chatterly_store::{
     AccountChange, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
     ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus, MarkKind,
     Marked, Member, Mentions, Message, MessageKind, NewCall, NewConversation, NewJob, NewMessage,
-    NewUser, ProfileUpdate, Reaction, ReadState, Receipt, Role, Store, StoreError, StoreResult,
-    Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_REACTION,
+    NewUser, ProfileUpdate, Purged, Reaction, ReadState, Receipt, Role, Store, StoreError,
+    StoreResult, Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_REACTION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -1496,6 +1496,50 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {
+        let horizon = to_millis(horizon);
+        let batch = i64::from(batch.max(1));
+        let mut purged = Purged::default();
+        // One short write per batch, so sends queue behind a batch at most;
+        // reactions and mention rows go by ON DELETE CASCADE, replies'
+        // parents by SET NULL. Members' read positions first move past the
+        // batch's newest message of each conversation: unread counts are
+        // last_seq - last_read_seq minus deletions, so a message removed
+        // unread would otherwise stay counted (removed is read).
+        loop {
+            let deleted = self
+                .writer
+                .write(move |c| {
+                    c.prepare_cached(
+                        "UPDATE conversation_members \
+                         SET last_read_seq = max(last_read_seq, p.max_seq), \
+                             last_delivered_seq = max(last_delivered_seq, p.max_seq) \
+                         FROM (SELECT conversation_id, max(seq) AS max_seq FROM messages \
+                               WHERE id IN (SELECT id FROM messages WHERE created_at < ?1 \
+                                            ORDER BY id LIMIT ?2) \
+                               GROUP BY conversation_id) AS p \
+                         WHERE conversation_members.conversation_id = p.conversation_id \
+                           AND conversation_members.last_read_seq < p.max_seq",
+                    )
+                    .db()?
+                    .execute(params![horizon, batch])
+                    .db()?;
+                    c.prepare_cached(
+                        "DELETE FROM messages WHERE id IN \
+                         (SELECT id FROM messages WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+                    )
+                    .db()?
+                    .execute(params![horizon, batch])
+                    .db()
+                })
+                .await?;
+            purged.messages += deleted as u64;
+            if (deleted as i64) < batch {
+                return Ok(purged);
+            }
+        }
     }
 
     // ---- reactions ---------------------------------------------------------------------

@@ -90,6 +90,15 @@ pub struct User {
     pub site_admin: bool,
 }
 
+/// What a retention run removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Messages deleted (with their reactions).
+    pub messages: u64,
+    /// Whole monthly partitions dropped (PostgreSQL), by table name.
+    pub partitions: Vec<String>,
+}
+
 /// An administrator's change to an account (`chatterly users …`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AccountChange {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chatterly_store::Id;
 
-pub use self::redis::RedisBus;
+pub use self::redis::{RedisBus, BUS_STATS};
 
 /// Where an event goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

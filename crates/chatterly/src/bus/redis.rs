@@ -21,6 +21,22 @@ use super::{Bus, BusMessage, Deliver, Topic};
 use crate::redis_keys::RedisKeys;
 
 const QUEUE: usize = 65_536;
+
+/// The Redis bus's counters, for the metrics endpoint (process-wide).
+pub struct BusStats {
+    /// Messages published for the other instances.
+    pub published: AtomicU64,
+    /// Messages received from other instances.
+    pub received: AtomicU64,
+    /// Messages for other instances lost (queue full, or Redis failed).
+    pub dropped: AtomicU64,
+}
+
+pub static BUS_STATS: BusStats = BusStats {
+    published: AtomicU64::new(0),
+    received: AtomicU64::new(0),
+    dropped: AtomicU64::new(0),
+};
 const PIPELINE_MAX: usize = 256;
 
 /// The routing part of a message on the wire; an event's payload follows it
@@ -177,6 +193,7 @@ impl Bus for RedisBus {
     fn publish(&self, message: BusMessage) {
         self.local.deliver(&message);
         if self.queue.try_send(encode(&self.origin, &message)).is_err() {
+            BUS_STATS.dropped.fetch_add(1, Ordering::Relaxed);
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(
@@ -205,7 +222,14 @@ async fn publish_loop(
         }
         if let Err(error) = pipe.query_async::<()>(&mut connection).await {
             dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            BUS_STATS
+                .dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             tracing::warn!(%error, lost = batch.len(), "publishing to Redis failed");
+        } else {
+            BUS_STATS
+                .published
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         batch.clear();
     }
@@ -224,7 +248,10 @@ async fn listen(
             while let Some(message) = messages.next().await {
                 match decode(message.get_payload_bytes()) {
                     Some((from, _)) if from == &*origin => {}
-                    Some((_, message)) => local.deliver(&message),
+                    Some((_, message)) => {
+                        BUS_STATS.received.fetch_add(1, Ordering::Relaxed);
+                        local.deliver(&message)
+                    }
                     None => tracing::warn!("malformed message on the bus ignored"),
                 }
             }

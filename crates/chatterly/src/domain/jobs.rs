@@ -19,6 +19,11 @@ pub const MAINTENANCE: &str = "store.maintain";
 /// close the user's sockets and forget the user is valid.
 pub const USER_DISABLED: &str = "user.disabled";
 
+/// Retention: delete messages older than `--retention-days`, hourly.
+pub const RETENTION: &str = "messages.retention";
+/// Messages deleted per batch (one short write each on SQLite).
+pub const RETENTION_BATCH: u32 = 1000;
+
 /// How often maintenance runs.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 /// Failed runs before a job is dead.
@@ -53,6 +58,17 @@ pub fn user_disabled(user_id: Id, now: Timestamp) -> NewJob {
         run_at: now,
         max_attempts: MAX_ATTEMPTS,
         unique_key: None,
+    }
+}
+
+/// The next retention run. One per deployment, like maintenance.
+pub fn retention(run_at: Timestamp) -> NewJob {
+    NewJob {
+        kind: RETENTION.to_owned(),
+        payload: "{}".to_owned(),
+        run_at,
+        max_attempts: MAX_ATTEMPTS,
+        unique_key: Some(RETENTION.to_owned()),
     }
 }
 
@@ -99,6 +115,24 @@ impl Domain {
                 }
                 Ok(None)
             }
+            RETENTION => {
+                // The policy is this instance's flag: an instance without
+                // one deletes nothing (and keeps the job going for those with).
+                if let Some(keep) = self.limits.retention {
+                    let horizon = chatterly_store::now() - keep;
+                    let purged = self
+                        .store
+                        .purge_messages_before(horizon, RETENTION_BATCH)
+                        .await?;
+                    tracing::info!(
+                        messages = purged.messages,
+                        partitions = ?purged.partitions,
+                        horizon = %horizon,
+                        "retention removed old messages"
+                    );
+                }
+                Ok(Some(retention(chatterly_store::now() + MAINTENANCE_EVERY)))
+            }
             other => Err(DomainError::Internal(format!("unknown job kind {other:?}"))),
         }
     }
@@ -109,6 +143,12 @@ impl Domain {
         self.store
             .enqueue_job(maintenance(chatterly_store::now() + MAINTENANCE_EVERY))
             .await?;
+        if self.limits.retention.is_some() {
+            // The first run is due at once: a policy applies from start-up.
+            self.store
+                .enqueue_job(retention(chatterly_store::now()))
+                .await?;
+        }
         Ok(())
     }
 }

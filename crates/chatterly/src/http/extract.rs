@@ -56,20 +56,64 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     }
 }
 
-/// The client's address, for per-address rate limits.
+/// The client's address, for per-address rate limits: the peer's, or, when
+/// the peer is a trusted proxy (`--trusted-proxy`), the address that proxy
+/// reports in `X-Forwarded-For`.
 pub struct ClientIp(pub IpAddr);
+
+/// The proxies whose `X-Forwarded-For` is believed (a request extension).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = DomainError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientIp, DomainError> {
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Ok(ClientIp(ip))
+        let trusted = parts
+            .extensions
+            .get::<TrustedProxies>()
+            .map(|t| t.0.as_slice())
+            .unwrap_or(&[]);
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientIp(client_ip(peer, trusted, forwarded)))
     }
+}
+
+/// Walks `X-Forwarded-For` from the right (the hop nearest to us) while the
+/// hop is a trusted proxy; the first address that is not one is the client.
+/// Anything a client wrote further left is never believed.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    trusted: &[IpAddr],
+    forwarded: impl Iterator<Item = &'a str>,
+) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.contains(&ip) {
+                    return ip;
+                }
+            }
+            // A malformed hop: stop at the last address we could trust.
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 /// Every path parameter parsed as an id. A parameter that is not a positive
@@ -308,6 +352,29 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
+        let client: IpAddr = "203.0.113.7".parse().expect("ip");
+        let trusted = [proxy];
+        // Not a trusted peer: its header is ignored.
+        assert_eq!(client_ip(client, &trusted, ["1.2.3.4"].into_iter()), client);
+        // The proxy reports the client (after anything the client forged).
+        assert_eq!(
+            client_ip(proxy, &trusted, ["1.2.3.4, 203.0.113.7"].into_iter()),
+            client
+        );
+        // Two trusted hops, over two headers.
+        assert_eq!(
+            client_ip(proxy, &trusted, ["203.0.113.7", "10.0.0.1"].into_iter()),
+            client
+        );
+        // No header, or a malformed hop: the proxy itself.
+        assert_eq!(client_ip(proxy, &trusted, std::iter::empty()), proxy);
+        assert_eq!(client_ip(proxy, &trusted, ["junk"].into_iter()), proxy);
+        assert_eq!(client_ip(proxy, &[], ["1.2.3.4"].into_iter()), proxy);
+    }
     use serde_json::json;
 
     fn body(value: Value) -> JsonBody {

@@ -110,6 +110,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Record request counts and latencies (`--metrics-listen` is set).
     pub metrics: bool,
+    /// Proxies whose X-Forwarded-For names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
@@ -140,6 +142,9 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(axum::Extension(extract::TrustedProxies(Arc::new(
+            options.trusted_proxies.clone(),
+        ))))
         .layer(cors(&options.cors_origins))
         .layer(
             tower::ServiceBuilder::new()

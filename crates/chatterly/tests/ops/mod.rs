@@ -129,10 +129,25 @@ impl Instance {
         Instance::start_env(place, extra, &[], None).await
     }
 
+    /// On a given port (a restart in place).
+    pub async fn start_on(place: &Place<'_>, port: u16, extra: &[&str]) -> Instance {
+        Instance::launch(place, port, extra, &[], None).await
+    }
+
     /// With environment variables, and the process's output (its logs) in
     /// `log` when given.
     pub async fn start_env(
         place: &Place<'_>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&std::fs::File>,
+    ) -> Instance {
+        Instance::launch(place, free_port(), extra, env, log).await
+    }
+
+    async fn launch(
+        place: &Place<'_>,
+        port: u16,
         extra: &[&str],
         env: &[(&str, &str)],
         log: Option<&std::fs::File>,
@@ -144,7 +159,6 @@ impl Instance {
             ),
             None => (Stdio::null(), Stdio::inherit()),
         };
-        let port = free_port();
         let child = chatterly()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(place.serve_flags())
