@@ -28,6 +28,7 @@ mod jobs;
 mod partitions;
 mod read_state;
 mod rows;
+mod search;
 mod sends;
 
 use std::sync::Arc;
@@ -38,8 +39,9 @@ use chatterly_store::{
     millis, now, AccountChange, CallChange, CallParticipant, CallSession, CallTransition,
     Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus,
     MarkKind, Marked, Member, Mentions, Message, NewCall, NewConversation, NewJob, NewMessage,
-    NewUser, ProfileUpdate, Purged, Reaction, Receipt, Role, Store, StoreError, StoreResult,
-    Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
+    NewUser, ProfileUpdate, Purged, Reaction, Receipt, Role, SearchHit, SearchRequest, Store,
+    StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION,
+    CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -155,6 +157,16 @@ impl PgStore {
     /// and the next, which `maintain` keeps ahead) but do not.
     pub async fn missing_partitions(&self, now: Timestamp) -> StoreResult<Vec<String>> {
         partitions::missing(&self.pool, now).await
+    }
+
+    /// Makes `language` (a PostgreSQL text search configuration, e.g.
+    /// `simple` or `english`) the one messages are indexed and searched
+    /// with; run after [`PgStore::migrate`]. Refused, naming it, if there is
+    /// no such configuration. A change re-indexes every message in one
+    /// transaction; returns whether it did. Every instance must be started
+    /// with the same language (the last one started wins).
+    pub async fn set_search_language(&self, language: &str) -> StoreResult<bool> {
+        search::set_language(&self.pool, language).await
     }
 }
 
@@ -857,6 +869,12 @@ impl Store for PgStore {
 
     async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {
         partitions::purge_before(&self.pool, millis(horizon), batch).await
+    }
+
+    // ---- search ------------------------------------------------------------------
+
+    async fn search_messages(&self, request: SearchRequest) -> StoreResult<Vec<SearchHit>> {
+        search::search(&self.pool, &request).await
     }
 
     // ---- reactions ---------------------------------------------------------------

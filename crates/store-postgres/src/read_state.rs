@@ -364,7 +364,8 @@ pub(crate) async fn edit_message(
     let row: Option<MessageRow> = sqlx::query_as(concat!(
         "WITH edited AS (
              UPDATE messages
-             SET content = $2, edited_at = $3, updated_at = $3, mentions = $4, broadcast = $5
+             SET content = $2, edited_at = $3, updated_at = $3, mentions = $4, broadcast = $5,
+                 search_vector = to_tsvector(chatterly_search_language(), $2)
              WHERE id = $1 AND deleted_at IS NULL
              RETURNING ",
         message_columns!(),
@@ -398,7 +399,7 @@ pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -
     // end of its mentions.
     let deleted: i64 = sqlx::query_scalar(
         "WITH deleted AS (
-             UPDATE messages SET deleted_at = $2, updated_at = $2
+             UPDATE messages SET deleted_at = $2, updated_at = $2, search_vector = NULL
              WHERE id = $1 AND deleted_at IS NULL
              RETURNING id, conversation_id, seq
          ), counted AS (

@@ -402,9 +402,10 @@ impl Sends {
              ), inserted AS (
                  INSERT INTO messages (conversation_id, user_id, seq, content, kind,
                                        parent_message_id, call_session_id, client_message_id,
-                                       created_at, updated_at)
+                                       created_at, updated_at, search_vector)
                  SELECT conv.id, new.user_id, conv.base + new.rank, new.content, new.kind,
-                        new.parent_message_id, new.call_session_id, new.client_message_id, $8, $8
+                        new.parent_message_id, new.call_session_id, new.client_message_id, $8, $8,
+                        to_tsvector(chatterly_search_language(), new.content)
                  FROM conv, new
                  ORDER BY new.rank
                  RETURNING ",
@@ -476,8 +477,9 @@ async fn one_statement<'e, E: PgExecutor<'e>>(
          ), inserted AS (
              INSERT INTO messages (conversation_id, user_id, seq, content, kind,
                                    parent_message_id, call_session_id, client_message_id,
-                                   created_at, updated_at, mentions, broadcast)
-             SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8, $9, $10
+                                   created_at, updated_at, mentions, broadcast, search_vector)
+             SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8, $9, $10,
+                    to_tsvector(chatterly_search_language(), $3)
              FROM conv
              RETURNING ",
         message_columns!(),

@@ -26,6 +26,7 @@ mod error;
 mod migrate;
 mod reader;
 mod rows;
+mod search;
 mod writer;
 
 use std::path::Path;
@@ -37,8 +38,9 @@ use chatterly_store::{
     AccountChange, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
     ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus, MarkKind,
     Marked, Member, Mentions, Message, MessageKind, NewCall, NewConversation, NewJob, NewMessage,
-    NewUser, ProfileUpdate, Purged, Reaction, ReadState, Receipt, Role, Store, StoreError,
-    StoreResult, Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_REACTION,
+    NewUser, ProfileUpdate, Purged, Reaction, ReadState, Receipt, Role, SearchHit, SearchRequest,
+    Store, StoreError, StoreResult, Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER,
+    CONFLICT_REACTION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -1296,6 +1298,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    // ---- search ------------------------------------------------------------------------
+
+    async fn search_messages(&self, request: SearchRequest) -> StoreResult<Vec<SearchHit>> {
+        // Ranking scores every match, however few rows come back: never inline.
+        self.readers
+            .read_long(move |c| snapshot(c, |c| search::search(c, &request)))
+            .await
+    }
+
     // ---- read state and mentions -------------------------------------------------------
 
     async fn inbox(&self, user_id: Id) -> StoreResult<Vec<InboxEntry>> {
@@ -2112,6 +2123,35 @@ mod tests {
             })
             .expect("explain")
             .join("\n")
+    }
+
+    /// Search runs from the FTS5 match to each message and its membership by
+    /// key, never through the searcher's whole history.
+    #[tokio::test]
+    async fn search_starts_from_the_full_text_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "search-plan.db").await;
+        let plan = plan(&store, search::PAGE);
+        let step = |prefix: &str| {
+            plan.lines()
+                .position(|l| l.trim().starts_with(prefix))
+                .unwrap_or_else(|| panic!("{prefix}: {plan}"))
+        };
+        let fts = step("SCAN messages_fts VIRTUAL TABLE");
+        let message = step("SEARCH m USING INTEGER PRIMARY KEY (rowid=?)");
+        let member = step("SEARCH cm USING");
+        assert!(fts < message && message < member, "{plan}");
+        assert!(
+            plan.contains("user_id=? AND conversation_id=?")
+                || plan.contains("conversation_id=? AND user_id=?"),
+            "a point lookup of the membership: {plan}"
+        );
+        assert!(
+            !plan
+                .lines()
+                .any(|l| l.trim() == "SCAN m" || l.trim() == "SCAN cm"),
+            "{plan}"
+        );
     }
 
     #[tokio::test]

@@ -7,10 +7,12 @@
 //! and business rules (who may do what, validation) stay in the domain.
 
 mod model;
+mod search;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use model::*;
+pub use search::*;
 
 use async_trait::async_trait;
 
@@ -170,6 +172,15 @@ pub trait Store: Send + Sync + 'static {
     /// Sets `deleted_at` (row and content kept) and removes its mention rows,
     /// in one transaction; `NotFound` if missing or already deleted.
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()>;
+
+    // ---- search -------------------------------------------------------------
+
+    /// The best `limit` hits of the query among the non-deleted messages of
+    /// the user's conversations, with the filters, best first (see
+    /// [`SearchPosition`]), after `request.after` when given. One snapshot.
+    /// The index behind it is written in the same transaction as the send,
+    /// edit or delete of a message.
+    async fn search_messages(&self, request: SearchRequest) -> StoreResult<Vec<SearchHit>>;
 
     // ---- read state and mentions ----------------------------------------------
 
