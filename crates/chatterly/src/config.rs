@@ -226,6 +226,13 @@ pub struct StorageArgs {
     /// Maximum PostgreSQL connections per instance.
     #[arg(long, env = "CHATTERLY_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+
+    /// PostgreSQL text search configuration for message search (`simple`:
+    /// no stemming, so names and code search as typed; or e.g. `english`).
+    /// A change re-indexes every message at start-up; every instance must
+    /// use the same one. SQLite ignores it (FTS5 `unicode61`, no stemming).
+    #[arg(long, env = "CHATTERLY_SEARCH_LANGUAGE", default_value = "simple")]
+    pub search_language: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -420,8 +427,14 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 /// Which database to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
-    Sqlite { path: PathBuf },
-    Postgres { url: String, pool: u32 },
+    Sqlite {
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        pool: u32,
+        search_language: String,
+    },
 }
 
 impl StorageArgs {
@@ -437,9 +450,18 @@ impl StorageArgs {
                         "must be at least 1",
                     ));
                 }
+                let language = self.search_language.trim();
+                let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+                if language.is_empty() || language.len() > 127 || !language.chars().all(plain) {
+                    return Err(invalid(
+                        "--search-language (CHATTERLY_SEARCH_LANGUAGE)",
+                        "must name a PostgreSQL text search configuration, e.g. simple or english",
+                    ));
+                }
                 Ok(Database::Postgres {
                     url: url.to_owned(),
                     pool: self.db_pool,
+                    search_language: language.to_owned(),
                 })
             }
             Some(_) => Err(invalid(
@@ -835,6 +857,33 @@ mod tests {
         ])
         .expect("valid");
         assert!(matches!(ok.database, Database::Postgres { .. }));
+    }
+
+    #[test]
+    fn the_search_language_is_a_plain_name() {
+        let pg = |language: &str| {
+            parse(&[
+                "--database-url",
+                "postgres://x@localhost/db",
+                "--jwt-secret",
+                "0123456789abcdef0123456789abcdef",
+                "--search-language",
+                language,
+            ])
+        };
+        match pg(" english ").expect("valid").database {
+            Database::Postgres {
+                search_language, ..
+            } => assert_eq!(search_language, "english"),
+            other => panic!("{other:?}"),
+        }
+        assert!(pg("pg_catalog.german").is_ok());
+        for bad in ["", "english'; drop table messages", "en glish", "ç"] {
+            let err = pg(bad).unwrap_err();
+            assert!(err.contains("--search-language"), "{bad:?}: {err}");
+        }
+        // SQLite has no use for it and ignores it.
+        assert!(parse(&["--search-language", "klingon"]).is_ok());
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub async fn open_store(database: &Database, data_dir: &Path) -> anyhow::Result<
                 .context("cannot migrate the SQLite database")?;
             Ok(Arc::new(store))
         }
-        Database::Postgres { url, pool } => {
+        Database::Postgres {
+            url,
+            pool,
+            search_language,
+        } => {
             let store = PgStore::connect(url, *pool)
                 .await
                 .context("cannot connect to PostgreSQL (--database-url)")?;
@@ -52,6 +56,13 @@ pub async fn open_store(database: &Database, data_dir: &Path) -> anyhow::Result<
                 .migrate()
                 .await
                 .context("cannot migrate the PostgreSQL database")?;
+            let reindexed = store
+                .set_search_language(search_language)
+                .await
+                .context("cannot set the search language (--search-language)")?;
+            if reindexed {
+                tracing::info!(%search_language, "search language changed: messages re-indexed");
+            }
             Ok(Arc::new(store))
         }
     }

@@ -364,6 +364,24 @@ pub struct MessagePage {
     pub next_cursor: Option<Id>,
 }
 
+/// One search result (beyond the reference).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchHitView {
+    pub message: MessageView,
+    /// An excerpt of the content around the matches, as HTML: the text
+    /// escaped, each match in `<mark>…</mark>` (the only markup).
+    pub snippet: String,
+}
+
+/// A page of search results, best first (beyond the reference).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchPage {
+    pub results: Vec<SearchHitView>,
+    /// Pass as `cursor` for the next page; `null` when this page is not full.
+    /// Opaque, and only meaningful with the same query.
+    pub next_cursor: Option<String>,
+}
+
 /// A member's own read state in one conversation (beyond the reference): the
 /// answer to a mark, and the `conversation_read` event.
 #[derive(Debug, Clone, Serialize, ToSchema)]

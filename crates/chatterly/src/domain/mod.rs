@@ -17,6 +17,7 @@ mod memberships;
 mod mentions;
 mod messages;
 mod read_state;
+mod search;
 #[cfg(test)]
 pub(crate) mod testing;
 mod validate;
@@ -35,6 +36,7 @@ pub use memberships::MembershipCache;
 pub use mentions::MENTIONS_MAX;
 pub use messages::{HistoryQuery, SendMessage, Sent};
 pub use read_state::LIVE_RECEIPTS_MAX_MEMBERS;
+pub use search::SearchParams;
 
 use crate::bus::Bus;
 use crate::config::Limits;

@@ -8,6 +8,7 @@ mod error;
 pub mod extract;
 mod messages;
 mod read_state;
+mod search;
 mod users;
 mod web;
 
@@ -54,6 +55,7 @@ pub struct AppState {
         (name = "users"), (name = "conversations"), (name = "messages"), (name = "reactions"),
         (name = "calls"), (name = "health"),
         (name = "read state", description = "Read positions, unread and mention counts, read receipts, delivery, mentions"),
+        (name = "search", description = "Full-text search of the caller's messages"),
         (name = "client", description = "What the web client (served at /) and other clients need to know"),
     )
 )]
@@ -102,6 +104,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read_state::mark_delivered))
         .routes(routes!(read_state::receipts))
         .routes(routes!(read_state::mentions))
+        .routes(routes!(search::search))
         .routes(routes!(web::client_config))
 }
 

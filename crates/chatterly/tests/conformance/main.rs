@@ -43,4 +43,5 @@ mod messages;
 mod persistence;
 mod reactions;
 mod read_state;
+mod search;
 mod users;
