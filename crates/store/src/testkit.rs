@@ -681,3 +681,88 @@ pub async fn seed_inbox(store: &dyn Store, conversations: usize, messages: usize
     }
     reader
 }
+
+// ---- a search corpus ----------------------------------------------------------------
+
+/// The word of [`search_corpus_message`] in one message in 100.
+pub const SEARCH_COMMON_WORD: &str = "kumquat";
+/// The word of [`search_corpus_message`] in one message in 10,000.
+pub const SEARCH_RARE_WORD: &str = "quokka";
+
+/// The content of the `i`th message of a search benchmark's corpus,
+/// deterministic: 6 to 17 filler words drawn from 5,000 with a Zipf-like skew
+/// (a few very common, most rare, as in real chat), plus
+/// [`SEARCH_COMMON_WORD`] in every 100th message and [`SEARCH_RARE_WORD`] in
+/// every 10,000th.
+pub fn search_corpus_message(i: u64) -> String {
+    // splitmix64: a cheap, well-mixed deterministic stream per message.
+    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let words = 6 + next() % 12;
+    let mut out = String::new();
+    for w in 0..words {
+        if w > 0 {
+            out.push(' ');
+        }
+        // rank = 5000^u - 1 for u uniform in [0, 1): log-uniform, Zipf-like.
+        let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = (5000f64.powf(u) - 1.0) as u64;
+        out.push_str(&filler_word(rank));
+    }
+    if i % 100 == 7 {
+        out.push(' ');
+        out.push_str(SEARCH_COMMON_WORD);
+    }
+    if i % 10_000 == 4_242 {
+        out.push(' ');
+        out.push_str(SEARCH_RARE_WORD);
+    }
+    out
+}
+
+/// A pronounceable word per rank, never one of the marked words.
+fn filler_word(rank: u64) -> String {
+    const SYLLABLES: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ba", "de", "fi", "go", "hu", "je", "pa",
+        "zo",
+    ];
+    let mut n = rank;
+    let mut word = String::new();
+    loop {
+        word.push_str(SYLLABLES[(n % 16) as usize]);
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    word
+}
+
+/// The rooms of a search benchmark: `conversations` groups, each with a
+/// creator among 20 peers; the returned reader is a member of two in three
+/// (so a third of every word's matches are not theirs to see). Returns the
+/// reader and each conversation's (id, author of its messages).
+pub async fn seed_search_rooms(store: &dyn Store, conversations: usize) -> (Id, Vec<(Id, Id)>) {
+    let reader = user(store, "reader").await;
+    let mut peers = Vec::new();
+    for i in 0..20 {
+        peers.push(user(store, &format!("peer{i}")).await);
+    }
+    let mut rooms = Vec::with_capacity(conversations);
+    for i in 0..conversations {
+        let author = peers[i % peers.len()];
+        let c = if i % 3 != 0 {
+            conversation(store, ConversationKind::Group, reader, &[author]).await
+        } else {
+            conversation(store, ConversationKind::Group, author, &[]).await
+        };
+        rooms.push((c, author));
+    }
+    (reader, rooms)
+}

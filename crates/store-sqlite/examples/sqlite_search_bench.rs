@@ -1,0 +1,135 @@
+//! Full-text search over a large history: `Store::search_messages` for a
+//! one-word query over `MESSAGES` (default 1,000,000) messages in 1,000
+//! conversations, the searcher a member of two in three, timed one call
+//! after the other: `cargo run --release -p chatterly-store-sqlite --example
+//! sqlite_search_bench`. The corpus is `testkit::search_corpus_message`
+//! (Zipf-like filler, a word in 1 % of messages and one in 0.01 %), written
+//! straight into the table in one transaction (the FTS5 triggers index it as
+//! a send would). See BENCHMARKS.md.
+
+use std::time::{Duration, Instant};
+
+use chatterly_store::{testkit, SearchQuery, SearchRequest, SearchTerm, Store};
+use chatterly_store_sqlite::SqliteStore;
+
+const CALLS: usize = 300;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+async fn time(
+    store: &SqliteStore,
+    label: &str,
+    reader: i64,
+    term: SearchTerm,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let request = SearchRequest {
+        user_id: reader,
+        query: SearchQuery { terms: vec![term] },
+        conversation_id: None,
+        from_user_id: None,
+        created_before: None,
+        created_from: None,
+        after: None,
+        limit: 50,
+    };
+    for _ in 0..20 {
+        store.search_messages(request.clone()).await?;
+    }
+    let mut times = Vec::with_capacity(CALLS);
+    let mut hits = 0;
+    for _ in 0..CALLS {
+        let started = Instant::now();
+        hits = store.search_messages(request.clone()).await?.len();
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    println!(
+        "sqlite search {label}: {hits} hits on the page, p50 {:?}, p99 {:?}, max {:?} ({CALLS} calls)",
+        percentile(&times, 0.50),
+        percentile(&times, 0.99),
+        times[times.len() - 1]
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let messages: u64 = std::env::var("MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("search.db");
+    let store = SqliteStore::open(&path).await?;
+    store.migrate().await?;
+    let (reader, rooms) = testkit::seed_search_rooms(&store, 1000).await;
+
+    let loading = Instant::now();
+    let mut raw = rusqlite::Connection::open(&path)?;
+    raw.busy_timeout(Duration::from_secs(30))?;
+    let year_ms: i64 = 365 * 24 * 3600 * 1000;
+    let now_ms = chatterly_store::now().timestamp_millis();
+    {
+        let tx = raw.transaction()?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO messages (conversation_id, user_id, seq, content, kind, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
+            )?;
+            for i in 0..messages {
+                let (conversation, author) = rooms[(i % rooms.len() as u64) as usize];
+                let seq = (i / rooms.len() as u64 + 1) as i64;
+                // Spread over the last year, oldest first.
+                let at = now_ms - year_ms + (year_ms * i as i64) / messages as i64;
+                insert.execute(rusqlite::params![
+                    conversation,
+                    author,
+                    seq,
+                    testkit::search_corpus_message(i),
+                    at
+                ])?;
+            }
+        }
+        tx.execute(
+            "UPDATE conversations SET last_seq = \
+             (SELECT count(*) FROM messages m WHERE m.conversation_id = conversations.id)",
+            [],
+        )?;
+        tx.commit()?;
+    }
+    raw.execute_batch("ANALYZE")?;
+    drop(raw);
+    println!(
+        "loaded {messages} messages in {:?} ({} MB on disk with the WAL)",
+        loading.elapsed(),
+        (std::fs::metadata(&path)?.len()
+            + std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len()))
+            / 1_000_000
+    );
+
+    time(
+        &store,
+        &format!("one word in 1 % ({:?})", testkit::SEARCH_COMMON_WORD),
+        reader,
+        SearchTerm::Word(testkit::SEARCH_COMMON_WORD.into()),
+    )
+    .await?;
+    time(
+        &store,
+        &format!("one word in 0.01 % ({:?})", testkit::SEARCH_RARE_WORD),
+        reader,
+        SearchTerm::Word(testkit::SEARCH_RARE_WORD.into()),
+    )
+    .await?;
+    time(
+        &store,
+        "a prefix of the 1 % word (\"kumq*\")",
+        reader,
+        SearchTerm::Prefix("kumq".into()),
+    )
+    .await?;
+    Ok(())
+}
