@@ -5,7 +5,8 @@
 //! sqlite_search_bench`. The corpus is `testkit::search_corpus_message`
 //! (Zipf-like filler, a word in 1 % of messages and one in 0.01 %), written
 //! straight into the table in one transaction (the FTS5 triggers index it as
-//! a send would). See BENCHMARKS.md.
+//! a send would). `KEEP=1` keeps the database file, to look at plans.
+//! See BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
@@ -131,5 +132,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         SearchTerm::Prefix("kumq".into()),
     )
     .await?;
+    if std::env::var_os("KEEP").is_some() {
+        println!("kept {} (KEEP is set)", dir.keep().display());
+    }
     Ok(())
 }
