@@ -20,7 +20,7 @@ use crate::error::Db;
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at, disabled_at, site_admin"
+         locked_at, last_seen_at, created_at, disabled_at, site_admin, sessions_revoked_at"
     };
 }
 
@@ -116,6 +116,7 @@ pub(crate) fn user(row: &Row<'_>, at: usize) -> StoreResult<User> {
         created_at: from_millis(get(row, at + 9)?)?,
         disabled_at: from_millis_opt(get(row, at + 10)?)?,
         site_admin: get(row, at + 11)?,
+        sessions_revoked_at: from_millis_opt(get(row, at + 12)?)?,
     })
 }
 

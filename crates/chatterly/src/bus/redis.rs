@@ -50,7 +50,7 @@ enum Header {
     TokenRevoked { user_id: i64, jti: String },
     PresenceChanged { user_id: i64, online: bool },
     CallChanged { call_id: i64 },
-    UserDisabled { user_id: i64 },
+    SessionsEnded { user_id: i64 },
 }
 
 /// `origin\nheader\npayload`.
@@ -98,7 +98,9 @@ fn encode(origin: &str, message: &BusMessage) -> Vec<u8> {
             None,
         ),
         BusMessage::CallChanged { call_id } => (Header::CallChanged { call_id: *call_id }, None),
-        BusMessage::UserDisabled { user_id } => (Header::UserDisabled { user_id: *user_id }, None),
+        BusMessage::SessionsEnded { user_id } => {
+            (Header::SessionsEnded { user_id: *user_id }, None)
+        }
     };
     let header = serde_json::to_string(&header).unwrap_or_default();
     let mut bytes =
@@ -139,7 +141,7 @@ fn decode(bytes: &[u8]) -> Option<(&str, BusMessage)> {
             BusMessage::PresenceChanged { user_id, online }
         }
         Header::CallChanged { call_id } => BusMessage::CallChanged { call_id },
-        Header::UserDisabled { user_id } => BusMessage::UserDisabled { user_id },
+        Header::SessionsEnded { user_id } => BusMessage::SessionsEnded { user_id },
     };
     Some((origin, message))
 }
@@ -300,7 +302,7 @@ mod tests {
                 user_id: 3,
                 online: true,
             },
-            BusMessage::UserDisabled { user_id: 3 },
+            BusMessage::SessionsEnded { user_id: 3 },
         ];
         for message in messages {
             let bytes = encode("instance-1", &message);
