@@ -1172,4 +1172,8 @@ async fn two_instances_behind_nginx_survive_a_restart() {
         sample(&scrape, r#"chatterly_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0),
         "{scrape}"
     );
+    assert!(
+        sample(&scrape, "chatterly_bus_lag_seconds_count").is_some_and(|n| n >= 1.0),
+        "instance one received from instance two: {scrape}"
+    );
 }
