@@ -44,13 +44,34 @@ const PIPELINE_MAX: usize = 256;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum Header {
-    Event { topic: String, seq: Option<i64> },
-    MemberRemoved { conversation_id: i64, user_id: i64 },
-    ConversationDeleted { conversation_id: i64 },
-    TokenRevoked { user_id: i64, jti: String },
-    PresenceChanged { user_id: i64, online: bool },
-    CallChanged { call_id: i64 },
-    SessionsEnded { user_id: i64 },
+    Event {
+        topic: String,
+        seq: Option<i64>,
+    },
+    MemberRemoved {
+        conversation_id: i64,
+        user_id: i64,
+    },
+    ConversationDeleted {
+        conversation_id: i64,
+    },
+    TokenRevoked {
+        user_id: i64,
+        jti: String,
+    },
+    PresenceChanged {
+        user_id: i64,
+        online: bool,
+    },
+    CallChanged {
+        call_id: i64,
+    },
+    // The wire name of the first release of this message, kept so that
+    // instances of either build understand each other.
+    #[serde(rename = "user_disabled")]
+    SessionsEnded {
+        user_id: i64,
+    },
 }
 
 /// `origin@sent_ms\nheader\npayload`: `sent_ms` (Unix milliseconds, when

@@ -18,6 +18,8 @@ pub const MAINTENANCE: &str = "store.maintain";
 /// An administrator disabled a user or reset their password: tell every
 /// instance (over the bus) to close the user's sockets and re-read the user.
 pub const SESSIONS_ENDED: &str = "user.sessions_ended";
+/// The first release's name of `SESSIONS_ENDED`, still run if queued.
+const USER_DISABLED: &str = "user.disabled";
 
 /// Retention: delete messages older than `--retention-days`, hourly.
 pub const RETENTION: &str = "messages.retention";
@@ -102,7 +104,7 @@ impl Domain {
                     chatterly_store::now() + MAINTENANCE_EVERY,
                 )))
             }
-            SESSIONS_ENDED => {
+            SESSIONS_ENDED | USER_DISABLED => {
                 let args: UserArgs = serde_json::from_str(&job.payload).map_err(|e| {
                     DomainError::Internal(format!("bad {SESSIONS_ENDED} payload: {e}"))
                 })?;
