@@ -348,6 +348,18 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_CALL_RING_TIMEOUT", default_value_t = 30)]
     pub call_ring_timeout: u64,
 
+    /// ICE servers (STUN/TURN) for WebRTC calls, handed to signed-in clients
+    /// by `GET /api/v1/client-config`: a JSON list of RTCIceServer objects,
+    /// e.g. `[{"urls":"stun:stun.example.org:3478"},{"urls":"turn:turn.example.org:3478","username":"u","credential":"p"}]`.
+    /// Default none: calls connect peers that reach each other directly (a LAN).
+    #[arg(
+        long,
+        env = "CHATTERLY_ICE_SERVERS",
+        default_value = "[]",
+        hide_env_values = true
+    )]
+    pub ice_servers: String,
+
     /// Run the durable job worker in this instance (`off` for deployments
     /// with dedicated worker instances; jobs wait until some instance runs one).
     #[arg(long, env = "CHATTERLY_JOBS", default_value = "on")]
@@ -495,6 +507,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether this instance runs the job worker.
     pub jobs: bool,
+    /// Validated RTCIceServer objects for WebRTC calls (a JSON array).
+    pub ice_servers: serde_json::Value,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Proxies whose X-Forwarded-For is believed.
@@ -665,6 +679,7 @@ impl ServeArgs {
                 )
             })?),
         };
+        let ice_servers = parse_ice_servers(&self.ice_servers)?;
         let cable = CableLimits {
             max_frame_bytes: self.cable_max_frame_bytes,
             max_subscriptions: self.cable_max_subscriptions,
@@ -700,6 +715,7 @@ impl ServeArgs {
                 retention,
             },
             jobs: self.jobs == Switch::On,
+            ice_servers,
             metrics_listen,
             trusted_proxies,
             cable,
@@ -707,6 +723,71 @@ impl ServeArgs {
             log_format: self.log_format,
         })
     }
+}
+
+/// Reads `--ice-servers`: a JSON list of RTCIceServer objects (`urls`, a
+/// string or a list of `stun:`/`stuns:`/`turn:`/`turns:` URLs; `username` and
+/// `credential`, which TURN needs). Browsers refuse a malformed list when a
+/// call starts; here it stops start-up instead, naming the setting.
+fn parse_ice_servers(text: &str) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::Value;
+    let setting = "--ice-servers (CHATTERLY_ICE_SERVERS)";
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| invalid(setting, format!("is not JSON ({e})")))?;
+    let Value::Array(servers) = &value else {
+        return Err(invalid(
+            setting,
+            "must be a JSON list of {\"urls\": ...} objects",
+        ));
+    };
+    for (n, server) in servers.iter().enumerate() {
+        let at = |reason: &str| invalid(setting, format!("entry {n}: {reason}"));
+        let Value::Object(fields) = server else {
+            return Err(at("must be an object like {\"urls\": \"stun:host:3478\"}"));
+        };
+        if let Some(key) = fields
+            .keys()
+            .find(|k| !["urls", "username", "credential"].contains(&k.as_str()))
+        {
+            return Err(at(&format!(
+                "unknown key {key:?} (urls, username, credential)"
+            )));
+        }
+        let urls: Vec<&str> = match fields.get("urls") {
+            Some(Value::String(url)) => vec![url.as_str()],
+            Some(Value::Array(urls)) if !urls.is_empty() => urls
+                .iter()
+                .map(|u| u.as_str().ok_or_else(|| at("urls must be strings")))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(at("needs \"urls\": a URL or a non-empty list of URLs")),
+        };
+        for key in ["username", "credential"] {
+            if fields.get(key).is_some_and(|v| !v.is_string()) {
+                return Err(at(&format!("{key} must be a string")));
+            }
+        }
+        for url in urls {
+            let scheme = url.split_once(':').map(|(s, _)| s);
+            match scheme {
+                Some("stun" | "stuns") => {}
+                Some("turn" | "turns") => {
+                    if !(fields.contains_key("username") && fields.contains_key("credential")) {
+                        return Err(at(&format!("{url} needs a username and a credential")));
+                    }
+                }
+                _ => {
+                    return Err(at(&format!(
+                        "{url:?} is not a stun:, stuns:, turn: or turns: URL"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -794,6 +875,31 @@ mod tests {
             .expect("valid")
             .metrics_listen
             .is_some());
+    }
+
+    #[test]
+    fn ice_servers_default_to_none_and_are_validated() {
+        assert_eq!(
+            parse(&[]).expect("valid").ice_servers,
+            serde_json::json!([])
+        );
+        let servers = r#"[{"urls":"stun:stun.example.org:3478"},
+            {"urls":["turn:turn.example.org:3478","turns:turn.example.org:5349"],"username":"u","credential":"p"}]"#;
+        let config = parse(&["--ice-servers", servers]).expect("valid");
+        assert_eq!(config.ice_servers.as_array().map(Vec::len), Some(2));
+        for bad in [
+            "nope",
+            r#"{"urls":"stun:x"}"#,
+            r#"["stun:x"]"#,
+            r#"[{"url":"stun:x"}]"#,
+            r#"[{"urls":[]}]"#,
+            r#"[{"urls":"http://x"}]"#,
+            r#"[{"urls":"turn:x:3478"}]"#,
+            r#"[{"urls":"stun:x","username":5}]"#,
+        ] {
+            let err = parse(&["--ice-servers", bad]).unwrap_err();
+            assert!(err.contains("--ice-servers"), "{bad}: {err}");
+        }
     }
 
     #[test]

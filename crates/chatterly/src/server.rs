@@ -280,6 +280,9 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         AppState {
             domain: Arc::clone(&domain),
             cable,
+            client: Arc::new(http::ClientSettings {
+                ice_servers: config.ice_servers.clone(),
+            }),
         },
         &HttpOptions {
             cors_origins: config.cors_origins.clone(),

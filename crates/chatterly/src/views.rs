@@ -3,7 +3,9 @@
 //! (`id` first, then alphabetical); fields added beyond the reference come last.
 //! Every field is always present (`null` when absent); arrays are never `null`.
 
-use chatterly_store::{CallSession, Conversation, Id, Member, Message, Reaction, Timestamp, User};
+use chatterly_store::{
+    CallSession, Conversation, Id, Member, Message, Reaction, ReadState, Receipt, Timestamp, User,
+};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
@@ -60,6 +62,9 @@ pub struct UserWithEmail {
     pub last_seen_at: Option<Timestamp>,
     pub online: bool,
     pub username: String,
+    /// Beyond the reference: whether the user sends read receipts (and so
+    /// sees other members'). Only in one's own profile.
+    pub read_receipts: bool,
 }
 
 impl UserWithEmail {
@@ -72,6 +77,7 @@ impl UserWithEmail {
             last_seen_at: user.last_seen_at,
             online,
             username: user.username.clone(),
+            read_receipts: user.read_receipts,
         }
     }
 }
@@ -98,10 +104,22 @@ pub struct ConversationView {
     #[serde(serialize_with = "ts")]
     #[schema(value_type = String, format = DateTime)]
     pub last_activity_at: Timestamp,
+    /// Beyond the reference: the caller's read position (every message with
+    /// `seq <= last_read_seq` is read).
+    pub last_read_seq: i64,
+    /// Beyond the reference: messages after the caller's read position that
+    /// are neither deleted nor the caller's own.
+    pub unread_count: i64,
+    /// Beyond the reference: of those, the ones that mention the caller.
+    pub mention_count: i64,
+    /// Beyond the reference: the newest message that is not deleted, or null.
+    pub last_message: Option<MessageView>,
 }
 
 impl ConversationView {
-    /// `members` must be this conversation's members.
+    /// `members` must be this conversation's members. The read state is
+    /// that of a new member of a new conversation (nothing unread) until
+    /// [`ConversationView::with_read_state`] sets it.
     pub fn new(conversation: &Conversation, members: Vec<UserPublic>) -> ConversationView {
         ConversationView {
             id: conversation.id,
@@ -114,7 +132,26 @@ impl ConversationView {
             name: conversation.name.clone(),
             last_seq: conversation.last_seq,
             last_activity_at: conversation.last_activity_at,
+            last_read_seq: conversation.last_seq,
+            unread_count: 0,
+            mention_count: 0,
+            last_message: None,
         }
+    }
+
+    /// The caller's read state and the newest message. `last_seq` follows
+    /// the read state's snapshot, so the counts and `last_seq` agree.
+    pub fn with_read_state(
+        mut self,
+        read: &ReadState,
+        last_message: Option<MessageView>,
+    ) -> ConversationView {
+        self.last_seq = read.last_seq;
+        self.last_read_seq = read.last_read_seq;
+        self.unread_count = read.unread_count;
+        self.mention_count = read.mention_count;
+        self.last_message = last_message;
+        self
     }
 
     pub fn from_members(
@@ -285,6 +322,12 @@ pub struct MessageView {
     pub seq: i64,
     /// Beyond the reference: the sender's idempotency key, if one was given.
     pub client_message_id: Option<String>,
+    /// Beyond the reference: ids of the members the content names with
+    /// `@username` (ascending; unknown names and non-members are plain text).
+    pub mentions: Vec<Id>,
+    /// Beyond the reference: `channel` or `here` when an admin's `@channel` /
+    /// `@here` mentioned the conversation, else null.
+    pub broadcast_mention: Option<&'static str>,
 }
 
 impl MessageView {
@@ -307,6 +350,8 @@ impl MessageView {
             conversation_id: message.conversation_id,
             seq: message.seq,
             client_message_id: message.client_message_id.clone(),
+            mentions: message.mentions.clone(),
+            broadcast_mention: message.broadcast.map(|b| b.as_str()),
         }
     }
 }
@@ -317,6 +362,65 @@ pub struct MessagePage {
     pub messages: Vec<MessageView>,
     /// Id of the oldest message when the page is full, else `null`.
     pub next_cursor: Option<Id>,
+}
+
+/// A member's own read state in one conversation (beyond the reference): the
+/// answer to a mark, and the `conversation_read` event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReadStateView {
+    pub conversation_id: Id,
+    /// Every message with `seq <= last_read_seq` is read.
+    pub last_read_seq: i64,
+    /// When the read position last moved.
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub read_at: Option<Timestamp>,
+    /// The member's devices received every message up to here.
+    pub last_delivered_seq: i64,
+    /// The conversation's newest `seq` when the counts were taken.
+    pub last_seq: i64,
+    pub unread_count: i64,
+    pub mention_count: i64,
+}
+
+impl From<&ReadState> for ReadStateView {
+    fn from(r: &ReadState) -> ReadStateView {
+        ReadStateView {
+            conversation_id: r.conversation_id,
+            last_read_seq: r.last_read_seq,
+            read_at: r.read_at,
+            last_delivered_seq: r.last_delivered_seq,
+            last_seq: r.last_seq,
+            unread_count: r.unread_count,
+            mention_count: r.mention_count,
+        }
+    }
+}
+
+/// A member's read receipt (beyond the reference). `last_read_seq` and
+/// `read_at` are null when either that member or the viewer has read
+/// receipts off (one's own are always shown); delivery is not covered by the
+/// setting.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptView {
+    pub user_id: Id,
+    pub last_read_seq: Option<i64>,
+    #[serde(serialize_with = "opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub read_at: Option<Timestamp>,
+    /// The member's devices received every message up to here.
+    pub last_delivered_seq: i64,
+}
+
+impl ReceiptView {
+    pub fn new(receipt: &Receipt, visible: bool) -> ReceiptView {
+        ReceiptView {
+            user_id: receipt.user_id,
+            last_read_seq: visible.then_some(receipt.last_read_seq),
+            read_at: receipt.read_at.filter(|_| visible),
+            last_delivered_seq: receipt.last_delivered_seq,
+        }
+    }
 }
 
 #[cfg(test)]

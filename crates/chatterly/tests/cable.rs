@@ -182,13 +182,17 @@ async fn official_client_rate_limit() {
     .await;
 }
 
-/// The conversation-event and catch-up files on PostgreSQL.
+/// The conversation-event, catch-up and read-state files on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn official_client_conversation_events_on_postgres() {
     let app = TestApp::start(Backend::Postgres).await;
     run_node_suite(
         &app,
-        &["events.test.mjs".to_owned(), "catchup.test.mjs".to_owned()],
+        &[
+            "events.test.mjs".to_owned(),
+            "catchup.test.mjs".to_owned(),
+            "readstate.test.mjs".to_owned(),
+        ],
         &[],
     )
     .await;

@@ -861,3 +861,162 @@ async fn a_late_joiner_on_another_instance_hears_every_toggle() {
     })
     .await;
 }
+
+// ---- read state across instances ------------------------------------------------
+
+/// A second token for `user` (another device), through `instance`.
+async fn login_again(instance: &Instance, name: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(instance.url("/auth/login"))
+        .json(&json!({ "user": { "email": format!("{name}@example.test"), "password": "s3cret-pass" } }))
+        .send()
+        .await
+        .expect("login sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .expect("bearer token")
+        .to_owned()
+}
+
+/// The caller's view of one conversation through `instance`.
+async fn conversation_on(instance: &Instance, user: &User, id: i64) -> Value {
+    let (status, body) = call(
+        reqwest::Method::GET,
+        instance.url(&format!("/api/v1/conversations/{id}")),
+        Some(&user.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+/// `socket.wait_for`, failing after `WAIT` even while pings keep coming.
+async fn wait_within(socket: &mut Socket, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(WAIT, socket.wait_for(what, pred))
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_positions_receipts_and_mentions_cross_instances() {
+    let db = PgDatabase::create();
+    let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let one = Instance::start(&db, &prefix, data_dir.path()).await;
+    let two = Instance::start(&db, &prefix, data_dir.path()).await;
+
+    let alice = register(&one, "alice").await;
+    let bob = register(&two, "bob").await;
+    let (status, created) = call(
+        reqwest::Method::POST,
+        one.url("/api/v1/conversations"),
+        Some(&alice.token),
+        Some(json!({ "conversation_type": "direct", "member_ids": [bob.id] })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let dm = created["data"]["id"].as_i64().expect("conversation id");
+    for i in 1..=3 {
+        send(&one, &alice, dm, &format!("m{i}")).await;
+    }
+
+    // Bob's phone is on instance 1, his desktop on instance 2; alice (who
+    // takes receipts) on instance 1.
+    let phone_user = User {
+        id: bob.id,
+        token: login_again(&one, "bob").await,
+    };
+    let mut phone = Socket::open(&one, &phone_user).await;
+    phone.subscribe(json!({ "channel": "UserChannel" })).await;
+    let mut desktop = Socket::open(&two, &bob).await;
+    let room = json!({ "channel": "ConversationChannel", "conversation_id": dm });
+    desktop.subscribe(room.clone()).await;
+    let mut alice_socket = Socket::open(&one, &alice).await;
+    alice_socket
+        .subscribe(json!({ "channel": "UserChannel" }))
+        .await;
+
+    // Read on the desktop (instance 2, a channel action): the phone on
+    // instance 1 hears at once, and so does alice.
+    desktop
+        .ws
+        .send(Message::text(
+            json!({
+                "command": "message",
+                "identifier": room.to_string(),
+                "data": json!({ "action": "mark_read", "seq": 2 }).to_string(),
+            })
+            .to_string(),
+        ))
+        .await
+        .expect("action sent");
+    let read = wait_within(&mut phone, "conversation_read", |f| {
+        f["message"]["type"] == "conversation_read"
+    })
+    .await;
+    assert_eq!(read["message"]["last_read_seq"], 2);
+    assert_eq!(read["message"]["unread_count"], 1);
+    // The delivered tick goes out first, then the read one.
+    let ticked = wait_within(&mut alice_socket, "message_delivered", |f| {
+        f["message"]["type"] == "message_delivered"
+    })
+    .await;
+    assert_eq!(ticked["message"]["last_delivered_seq"], 2);
+    let receipt = wait_within(&mut alice_socket, "read_receipt", |f| {
+        f["message"]["type"] == "read_receipt"
+    })
+    .await;
+    assert_eq!(receipt["message"]["user_id"], bob.id);
+    assert_eq!(receipt["message"]["last_read_seq"], 2);
+
+    // Both instances answer the same counts.
+    for instance in [&one, &two] {
+        let view = conversation_on(instance, &bob, dm).await;
+        assert_eq!(
+            (&view["last_read_seq"], &view["unread_count"]),
+            (&json!(2), &json!(1))
+        );
+    }
+
+    // A mention sent through instance 2 reaches bob's phone on instance 1,
+    // and reading (REST on instance 1) reaches the desktop's stream too.
+    let mention = {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            two.url(&format!("/api/v1/conversations/{dm}/messages")),
+            Some(&alice.token),
+            Some(json!({ "content": "@bob see this" })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        body["data"].clone()
+    };
+    assert_eq!(mention["mentions"], json!([bob.id]));
+    let heard = wait_within(&mut phone, "mention", |f| f["message"]["type"] == "mention").await;
+    assert_eq!(heard["message"]["message"]["id"], mention["id"]);
+    assert_eq!(conversation_on(&two, &bob, dm).await["mention_count"], 1);
+    desktop.subscribe(json!({ "channel": "UserChannel" })).await;
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        one.url(&format!("/api/v1/conversations/{dm}/read")),
+        Some(&bob.token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let cleared = wait_within(&mut desktop, "conversation_read on instance 2", |f| {
+        f["message"]["type"] == "conversation_read" && f["message"]["last_read_seq"] == 4
+    })
+    .await;
+    assert_eq!(
+        (
+            &cleared["message"]["unread_count"],
+            &cleared["message"]["mention_count"]
+        ),
+        (&json!(0), &json!(0))
+    );
+}

@@ -745,6 +745,23 @@ async fn retention_fixture(server: &Instance, alice: &User, room: i64) -> Vec<i6
     ids
 }
 
+/// The user's unread count in a conversation.
+async fn unread(server: &Instance, user: &User, room: i64) -> i64 {
+    let (status, body) = call(
+        reqwest::Method::GET,
+        server.url("/api/v1/conversations"),
+        Some(&user.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["id"] == room))
+        .and_then(|c| c["unread_count"].as_i64())
+        .expect("the conversation's unread count")
+}
+
 /// Polls the history until `gone` are no longer in it.
 async fn wait_until_gone(
     server: &Instance,
@@ -784,27 +801,33 @@ async fn retention_deletes_old_messages_on_sqlite() {
     let old = chrono::Utc::now().timestamp_millis() - 400 * 86_400_000;
     {
         let conn = rusqlite::Connection::open(&db).expect("open");
+        // The oldest message (in life creation order is seq order).
         let aged = conn
             .execute(
-                "UPDATE messages SET created_at = ?1 WHERE id IN (?2, ?3)",
-                rusqlite::params![old, ids[0], ids[2]],
+                "UPDATE messages SET created_at = ?1 WHERE id = ?2",
+                rusqlite::params![old, ids[0]],
             )
-            .expect("age two messages");
-        assert_eq!(aged, 2);
+            .expect("age a message");
+        assert_eq!(aged, 1);
     }
     let server = Instance::start(&place, &["--retention-days", "30"]).await;
-    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0], ids[2]]).await;
+    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0]]).await;
     let left: Vec<i64> = messages
         .iter()
         .map(|m| m["id"].as_i64().expect("id"))
         .collect();
-    assert_eq!(left, vec![ids[1], ids[3], ids[4], ids[5]]);
+    assert_eq!(left, ids[1..].to_vec());
     assert!(
         messages[0]["parent_message_id"].is_null(),
         "{}",
         messages[0]
     );
-    assert_eq!(messages[2]["reactions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(messages[1]["reactions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        unread(&server, &bob, room).await,
+        5,
+        "removed messages are not unread"
+    );
     let conn = rusqlite::Connection::open(&db).expect("open");
     let orphans: i64 = conn
         .query_row(
@@ -817,7 +840,7 @@ async fn retention_deletes_old_messages_on_sqlite() {
     let reactions: i64 = conn
         .query_row("SELECT count(*) FROM reactions", [], |row| row.get(0))
         .expect("count");
-    assert_eq!(reactions, 1);
+    assert_eq!(reactions, 2);
 }
 
 /// `--retention-days` on PostgreSQL: a monthly partition entirely past the
@@ -880,6 +903,11 @@ async fn retention_drops_old_partitions_on_postgres() {
         .collect();
     assert_eq!(left, vec![ids[3], ids[4], ids[5]]);
     assert_eq!(messages[1]["reactions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        unread(&server, &bob, room).await,
+        3,
+        "removed messages are not unread"
+    );
     let partition: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('messages_2025_01')::text")
             .fetch_one(&mut conn)

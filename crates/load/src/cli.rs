@@ -114,6 +114,16 @@ pub enum ScenarioCommand {
     /// socket of another conversation. The server should run with
     /// `--rate-limits off`.
     Fanout(FanoutArgs),
+    /// The conversation list at its biggest: one reader in --conversations
+    /// conversations (a few members and messages each, some mentioning the
+    /// reader, half of them read); workers `GET /api/v1/conversations` as the
+    /// reader, whose rows carry unread and mention counts and the newest
+    /// message.
+    ///
+    /// Afterwards one parsed list must hold every conversation with the
+    /// counts the setup implies (else the run fails). The server should run
+    /// with `--rate-limits off`.
+    ConversationList(ConversationListArgs),
 }
 
 /// Bounds and parallelism shared by all scenarios.
@@ -143,10 +153,22 @@ impl RunArgs {
     }
 }
 
+/// CPU accounting for the request scenarios.
+#[derive(Debug, Clone, Args)]
+pub struct CpuArgs {
+    /// PID of the server process: report its CPU time (and the load tool's)
+    /// over the measured window, in all and per request.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RestReadArgs {
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub cpu: CpuArgs,
 
     /// Users to register; worker i reads as user i mod N.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -171,6 +193,47 @@ impl RestReadArgs {
             "users": self.users,
             "seed_messages": self.seed_messages,
             "page_limit": self.page_limit,
+            "server_pid": self.cpu.server_pid,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConversationListArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(flatten)]
+    pub cpu: CpuArgs,
+
+    /// Conversations the reader belongs to.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub conversations: u32,
+
+    /// Other users, spread over the conversations (1 to 3 per conversation).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub peers: u32,
+
+    /// Messages seeded into each conversation (by its peers).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub messages: u32,
+
+    /// Every N-th seeded message mentions the reader.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mention_every: u32,
+}
+
+impl ConversationListArgs {
+    pub fn parameters(&self) -> Value {
+        json!({
+            "concurrency": self.run.concurrency,
+            "duration_s": self.run.duration,
+            "requests": self.run.requests,
+            "conversations": self.conversations,
+            "peers": self.peers,
+            "messages": self.messages,
+            "mention_every": self.mention_every,
+            "server_pid": self.cpu.server_pid,
         })
     }
 }
@@ -179,6 +242,9 @@ impl RestReadArgs {
 pub struct SendArgs {
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub cpu: CpuArgs,
 
     /// Conversations to spread the senders over (sender i posts to
     /// conversation i mod K; every sender is a member of all of them).
@@ -212,6 +278,7 @@ impl SendArgs {
             "rate": self.rate,
             "content_bytes": self.content_bytes,
             "verify": !self.no_verify,
+            "server_pid": self.cpu.server_pid,
         })
     }
 }
@@ -503,6 +570,31 @@ mod tests {
         assert_eq!(args.run.duration, 10.0);
         assert!(Cli::try_parse_from(["chatterly-load", "fanout", "--content-bytes", "8"]).is_err());
         assert!(Cli::try_parse_from(["chatterly-load", "idle-sockets", "--sockets", "0"]).is_err());
+    }
+
+    #[test]
+    fn conversation_list_parses() {
+        let cli = Cli::try_parse_from(["chatterly-load", "conversation-list", "-c", "1"]).unwrap();
+        let ScenarioCommand::ConversationList(args) = cli.scenario else {
+            panic!("conversation-list")
+        };
+        assert_eq!(
+            (
+                args.conversations,
+                args.peers,
+                args.messages,
+                args.mention_every
+            ),
+            (1000, 50, 3, 4)
+        );
+        assert_eq!(args.run.concurrency, 1);
+        assert!(Cli::try_parse_from([
+            "chatterly-load",
+            "conversation-list",
+            "--conversations",
+            "0"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -98,6 +98,7 @@ async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bo
         ScenarioCommand::Send(a) => a.run.workers(),
         ScenarioCommand::IdleSockets(_) => 8,
         ScenarioCommand::Fanout(a) => a.run.workers(),
+        ScenarioCommand::ConversationList(a) => a.run.workers(),
     };
     // Idle connections kept per host: at least one per worker, so no request
     // waits for a new handshake.
@@ -124,6 +125,9 @@ async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bo
         ScenarioCommand::Send(args) => scenarios::send::run(&ctx, args).await?,
         ScenarioCommand::IdleSockets(args) => scenarios::idle_sockets::run(&ctx, args).await?,
         ScenarioCommand::Fanout(args) => scenarios::fanout::run(&ctx, args).await?,
+        ScenarioCommand::ConversationList(args) => {
+            scenarios::conversation_list::run(&ctx, args).await?
+        }
     };
     let mut report = report;
     report.client = ClientInfo {

@@ -248,7 +248,82 @@ pub struct Report {
     pub sockets: Option<SocketsReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fanout: Option<FanoutReport>,
+    /// With --server-pid: CPU time over the measured window (setup excluded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUse>,
     pub notes: Vec<String>,
+}
+
+/// CPU time the server and the load tool spent over the measured window, and
+/// per completed request: what a request costs, whatever the other process
+/// sharing the cores took.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CpuUse {
+    pub server_pid: u32,
+    pub server_cpu_s: Option<f64>,
+    pub client_cpu_s: Option<f64>,
+    pub server_us_per_request: Option<f64>,
+    pub client_us_per_request: Option<f64>,
+}
+
+/// CPU readings at the start of a measured window.
+pub struct CpuMeter {
+    pid: Option<u32>,
+    server: Option<f64>,
+    client: Option<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(pid: Option<u32>) -> CpuMeter {
+        CpuMeter {
+            pid,
+            server: pid.and_then(|p| crate::procfs::cpu_seconds(Some(p))),
+            client: crate::procfs::cpu_seconds(None),
+        }
+    }
+
+    /// What was spent since `start` (per request: [`CpuUse::per_request`]);
+    /// `None` without a server pid.
+    pub fn finish(&self) -> Option<CpuUse> {
+        let pid = self.pid?;
+        let spent = crate::procfs::cpu_spent;
+        Some(CpuUse::new(
+            pid,
+            spent(self.server, crate::procfs::cpu_seconds(Some(pid))),
+            spent(self.client, crate::procfs::cpu_seconds(None)),
+            0,
+        ))
+    }
+}
+
+impl CpuUse {
+    pub fn new(
+        server_pid: u32,
+        server_cpu_s: Option<f64>,
+        client_cpu_s: Option<f64>,
+        requests: u64,
+    ) -> CpuUse {
+        let per = |cpu: Option<f64>| {
+            cpu.filter(|_| requests > 0)
+                .map(|s| round1(s * 1e6 / requests as f64))
+        };
+        CpuUse {
+            server_pid,
+            server_cpu_s,
+            client_cpu_s,
+            server_us_per_request: per(server_cpu_s),
+            client_us_per_request: per(client_cpu_s),
+        }
+    }
+
+    pub fn per_request(self, requests: u64) -> CpuUse {
+        CpuUse::new(
+            self.server_pid,
+            self.server_cpu_s,
+            self.client_cpu_s,
+            requests,
+        )
+    }
 }
 
 pub fn per_second(count: u64, elapsed_s: f64) -> f64 {
@@ -298,6 +373,7 @@ impl Report {
             verification: None,
             sockets: None,
             fanout: None,
+            cpu: None,
             notes: Vec::new(),
         }
     }
@@ -428,6 +504,9 @@ impl Report {
             let _ = writeln!(out);
             render_fanout(&mut out, fanout);
         }
+        if let Some(cpu) = &self.cpu {
+            let _ = writeln!(out, "{}", render_cpu_line(cpu));
+        }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
@@ -439,6 +518,20 @@ impl Report {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing --json {}", path.display()))
     }
+}
+
+fn render_cpu_line(cpu: &CpuUse) -> String {
+    let show = |s: Option<f64>, per: Option<f64>| match (s, per) {
+        (Some(s), Some(per)) => format!("{s:.2}s ({per:.1} µs per request)"),
+        (Some(s), None) => format!("{s:.2}s"),
+        _ => "?".to_owned(),
+    };
+    format!(
+        "cpu          server pid {} {}, client {}",
+        cpu.server_pid,
+        show(cpu.server_cpu_s, cpu.server_us_per_request),
+        show(cpu.client_cpu_s, cpu.client_us_per_request)
+    )
 }
 
 /// `123.4 MiB` from KiB.
@@ -658,6 +751,18 @@ mod tests {
     use crate::verify::{check_delivery, check_seqs};
     use serde_json::json;
     use std::time::Duration;
+
+    #[test]
+    fn cpu_use_is_spread_over_the_completed_requests() {
+        let cpu = CpuUse::new(7, Some(2.5), Some(1.0), 0);
+        assert_eq!(cpu.server_us_per_request, None, "no requests, no rate");
+        let cpu = cpu.per_request(50_000);
+        assert_eq!(cpu.server_us_per_request, Some(50.0));
+        assert_eq!(cpu.client_us_per_request, Some(20.0));
+        let unknown = CpuUse::new(7, None, Some(1.0), 10).per_request(10);
+        assert_eq!(unknown.server_us_per_request, None);
+        assert!(render_cpu_line(&unknown).contains("server pid 7 ?"));
+    }
 
     fn sample() -> Report {
         let mut rec = Recorder::default();

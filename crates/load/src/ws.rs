@@ -170,11 +170,44 @@ async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Tcp
         TcpSocket::new_v6()?
     };
     if let Some(source) = source {
+        defer_port_choice(&socket)?;
         socket.bind(SocketAddr::new(source, 0))?;
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Lets the kernel pick the source port at `connect` rather than at `bind`
+/// (`IP_BIND_ADDRESS_NO_PORT`), so a port need only be unique per
+/// destination: several load processes aimed at several server ports can
+/// share the same source addresses instead of each exhausting their ports.
+/// tokio's `TcpSocket` has no setter for it, and socket2 adds nothing here.
+#[cfg(target_os = "linux")]
+fn defer_port_choice(socket: &TcpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid open socket descriptor, and a pointer to a c_int that
+    // lives across the call with its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn defer_port_choice(_socket: &TcpSocket) -> io::Result<()> {
+    Ok(())
 }
 
 /// The control frames the handshake looks at.

@@ -220,6 +220,7 @@ async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                     parent_message_id: None,
                     call_session_id: None,
                     client_message_id: Some(format!("{name}-{t}-{n}")),
+                    mentions: Default::default(),
                 })
                 .await
                 .expect("send");

@@ -227,6 +227,7 @@ pub(crate) async fn transition(pool: &PgPool, t: CallTransition) -> StoreResult<
                 parent_message_id: None,
                 call_session_id: Some(call.id),
                 client_message_id: None,
+                mentions: Default::default(),
             },
             now,
         )

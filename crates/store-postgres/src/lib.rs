@@ -26,6 +26,7 @@ mod calls;
 mod error;
 mod jobs;
 mod partitions;
+mod read_state;
 mod rows;
 mod sends;
 
@@ -35,15 +36,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chatterly_store::{
     millis, now, AccountChange, CallChange, CallParticipant, CallSession, CallTransition,
-    Conversation, ConversationKind, HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member,
-    Message, NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged,
-    Reaction, Role, Store, StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL,
-    CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
+    Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus,
+    MarkKind, Marked, Member, Mentions, Message, NewCall, NewConversation, NewJob, NewMessage,
+    NewUser, ProfileUpdate, Purged, Reaction, Receipt, Role, Store, StoreError, StoreResult,
+    Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION, CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
 
 use crate::error::{backend, fk_not_found, violation, Violation};
+#[doc(hidden)]
+pub use crate::read_state::INBOX_QUERY;
 use crate::rows::{
     conversation_columns, convert_all, message_columns, reaction_columns, user_columns,
     ConversationRow, MemberRow, MessageRow, ReactionRow, UserRow,
@@ -324,6 +327,7 @@ impl Store for PgStore {
             "UPDATE users
              SET display_name = CASE WHEN $2 THEN $3 ELSE display_name END,
                  avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END,
+                 read_receipts = COALESCE($7, read_receipts),
                  updated_at = $6
              WHERE id = $1
              RETURNING ",
@@ -335,6 +339,7 @@ impl Store for PgStore {
         .bind(update.avatar_url.is_some())
         .bind(update.avatar_url.flatten())
         .bind(now())
+        .bind(update.read_receipts)
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
@@ -612,6 +617,9 @@ impl Store for PgStore {
              WHERE m.conversation_id = $1
                AND c.user_id = m.user_id
                AND c.client_message_id = m.client_message_id",
+            "DELETE FROM mentions
+             WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
+            "DELETE FROM message_deletions WHERE conversation_id = $1",
             "DELETE FROM messages WHERE conversation_id = $1",
             "DELETE FROM conversation_members WHERE conversation_id = $1",
             // Cascades to call_sessions and from there to call_participants
@@ -653,7 +661,7 @@ impl Store for PgStore {
             "SELECT m.conversation_id, m.role, m.joined_at,
                     u.id, u.email, u.username, u.display_name, u.avatar_url, u.password_hash,
                     u.failed_attempts, u.locked_at, u.last_seen_at, u.created_at,
-                    u.disabled_at, u.site_admin, u.sessions_revoked_at
+                    u.read_receipts, u.disabled_at, u.site_admin, u.sessions_revoked_at
              FROM conversation_members m
              JOIN users u ON u.id = m.user_id
              WHERE m.conversation_id = ANY($1)
@@ -666,10 +674,28 @@ impl Store for PgStore {
         convert_all(rows)
     }
 
+    async fn member_ids_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<(Id, Id)>> {
+        if conversation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as(
+            "SELECT conversation_id, user_id FROM conversation_members
+             WHERE conversation_id = ANY($1)
+             ORDER BY conversation_id, user_id",
+        )
+        .bind(conversation_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
     async fn add_member(&self, conversation_id: Id, user_id: Id, role: Role) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at)
-             VALUES ($1, $2, $3, $4)",
+        // Positions start at the conversation's newest message: what was said
+        // before the member joined is not unread. No conversation, no row.
+        let added = sqlx::query(
+            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at,
+                                               last_read_seq, last_delivered_seq)
+             SELECT id, $2, $3, $4, last_seq, last_seq FROM conversations WHERE id = $1",
         )
         .bind(conversation_id)
         .bind(user_id)
@@ -681,6 +707,9 @@ impl Store for PgStore {
             Some(Violation::Unique(_)) => StoreError::Conflict(CONFLICT_MEMBER),
             _ => fk_not_found(e),
         })?;
+        if added.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
         Ok(())
     }
 
@@ -762,38 +791,68 @@ impl Store for PgStore {
         convert_all(rows)
     }
 
-    async fn edit_message(&self, id: Id, content: &str, now: Timestamp) -> StoreResult<Message> {
-        let now = millis(now);
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "UPDATE messages SET content = $2, edited_at = $3, updated_at = $3
-             WHERE id = $1 AND deleted_at IS NULL
-             RETURNING ",
-            message_columns!()
-        ))
-        .bind(id)
-        .bind(content)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.ok_or(StoreError::NotFound)?.try_into()
+    async fn edit_message(
+        &self,
+        id: Id,
+        content: &str,
+        mentions: &Mentions,
+        now: Timestamp,
+    ) -> StoreResult<Message> {
+        read_state::edit_message(&self.pool, id, content, mentions, now).await
     }
 
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()> {
-        let now = millis(now);
-        let done = sqlx::query(
-            "UPDATE messages SET deleted_at = $2, updated_at = $2
-             WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        read_state::soft_delete_message(&self.pool, id, now).await
+    }
+
+    // ---- read state and mentions (read_state.rs) -------------------------------------
+
+    async fn inbox(&self, user_id: Id) -> StoreResult<Vec<InboxEntry>> {
+        read_state::inbox(&self.pool, user_id).await
+    }
+
+    async fn inbox_entry(
+        &self,
+        conversation_id: Id,
+        user_id: Id,
+    ) -> StoreResult<Option<InboxEntry>> {
+        read_state::inbox_entry(&self.pool, conversation_id, user_id).await
+    }
+
+    async fn mark(
+        &self,
+        conversation_id: Id,
+        user_id: Id,
+        kind: MarkKind,
+        seq: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<Marked> {
+        read_state::mark(&self.pool, conversation_id, user_id, kind, seq, now).await
+    }
+
+    async fn receipts(&self, conversation_id: Id, limit: Option<u32>) -> StoreResult<Vec<Receipt>> {
+        read_state::receipts(&self.pool, conversation_id, limit).await
+    }
+
+    async fn members_named(
+        &self,
+        conversation_id: Id,
+        usernames: &[String],
+    ) -> StoreResult<Vec<(Id, String)>> {
+        read_state::members_named(&self.pool, conversation_id, usernames).await
+    }
+
+    async fn mention_recipients(&self, message_id: Id) -> StoreResult<Vec<Id>> {
+        read_state::mention_recipients(&self.pool, message_id).await
+    }
+
+    async fn mentions_for(
+        &self,
+        user_id: Id,
+        before_id: Option<Id>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        read_state::mentions_for(&self.pool, user_id, before_id, limit).await
     }
 
     async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {

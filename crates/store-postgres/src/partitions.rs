@@ -214,6 +214,36 @@ pub(crate) async fn missing(pool: &PgPool, now: Timestamp) -> StoreResult<Vec<St
     Ok(missing)
 }
 
+/// Moves every member's read and delivered positions past the removed
+/// messages (conversation, newest removed seq), so they never count as
+/// unread, and forgets the deletion marks at or before it (no position is
+/// before it any more).
+async fn advance_positions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    newest: &[(i64, i64)],
+) -> StoreResult<()> {
+    for (conversation, seq) in newest {
+        sqlx::query(
+            "UPDATE conversation_members
+             SET last_read_seq = GREATEST(last_read_seq, $2),
+                 last_delivered_seq = GREATEST(last_delivered_seq, $2)
+             WHERE conversation_id = $1 AND (last_read_seq < $2 OR last_delivered_seq < $2)",
+        )
+        .bind(conversation)
+        .bind(seq)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM message_deletions WHERE conversation_id = $1 AND seq <= $2")
+            .bind(conversation)
+            .bind(seq)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// Retention on PostgreSQL: drops every monthly partition that ends at or
 /// before `horizon`, with the reactions and idempotency keys of its messages
 /// (they have no foreign keys to cascade), each partition in one short
@@ -252,7 +282,14 @@ pub(crate) async fn purge_before(
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        for table in ["reactions", "message_client_ids"] {
+        let newest: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT conversation_id, max(seq) FROM {name} GROUP BY conversation_id"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        advance_positions(&mut tx, &newest).await?;
+        for table in ["reactions", "message_client_ids", "mentions"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE message_created_at >= $1 AND message_created_at < $2"
             ))
@@ -278,18 +315,26 @@ pub(crate) async fn purge_before(
     // Rows the default partition holds from before the horizon.
     loop {
         let mut tx = pool.begin().await.map_err(backend)?;
-        let ids: Vec<i64> = sqlx::query_scalar(
+        let gone: Vec<(i64, i64, i64)> = sqlx::query_as(
             "DELETE FROM messages_default WHERE (id, created_at) IN
                (SELECT id, created_at FROM messages_default WHERE created_at < $1 LIMIT $2)
-             RETURNING id",
+             RETURNING id, conversation_id, seq",
         )
         .bind(horizon)
         .bind(i64::from(batch))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
+        let ids: Vec<i64> = gone.iter().map(|(id, _, _)| *id).collect();
+        let mut newest: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+        for (_, conversation, seq) in &gone {
+            let entry = newest.entry(*conversation).or_insert(*seq);
+            *entry = (*entry).max(*seq);
+        }
+        let newest: Vec<(i64, i64)> = newest.into_iter().collect();
+        advance_positions(&mut tx, &newest).await?;
         if !ids.is_empty() {
-            for table in ["reactions", "message_client_ids"] {
+            for table in ["reactions", "message_client_ids", "mentions"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE message_id = ANY($1)"))
                     .bind(&ids)
                     .execute(&mut *tx)

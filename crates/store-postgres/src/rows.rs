@@ -3,9 +3,9 @@
 //! milliseconds).
 
 use chatterly_store::{
-    millis, CallKind, CallParticipant, CallSession, CallStatus, Conversation, ConversationKind,
-    Job, JobStatus, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult,
-    Timestamp, User,
+    millis, Broadcast, CallKind, CallParticipant, CallSession, CallStatus, Conversation,
+    ConversationKind, InboxEntry, Job, JobStatus, Member, Message, MessageKind, Reaction,
+    ReadState, Receipt, Role, StoreError, StoreResult, Timestamp, User,
 };
 
 /// The column lists the row structs read, so every query returns the same
@@ -14,7 +14,8 @@ use chatterly_store::{
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at, disabled_at, site_admin, sessions_revoked_at"
+         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin, \
+         sessions_revoked_at"
     };
 }
 macro_rules! conversation_columns {
@@ -25,7 +26,7 @@ macro_rules! conversation_columns {
 macro_rules! message_columns {
     () => {
         "id, conversation_id, user_id, seq, content, kind, parent_message_id, call_session_id, \
-         client_message_id, created_at, edited_at, deleted_at"
+         client_message_id, created_at, edited_at, deleted_at, mentions, broadcast"
     };
 }
 macro_rules! reaction_columns {
@@ -78,6 +79,7 @@ pub(crate) struct UserRow {
     locked_at: Option<Timestamp>,
     last_seen_at: Option<Timestamp>,
     created_at: Timestamp,
+    read_receipts: bool,
     disabled_at: Option<Timestamp>,
     site_admin: bool,
     sessions_revoked_at: Option<Timestamp>,
@@ -96,6 +98,7 @@ impl From<UserRow> for User {
             locked_at: ms_opt(r.locked_at),
             last_seen_at: ms_opt(r.last_seen_at),
             created_at: ms(r.created_at),
+            read_receipts: r.read_receipts,
             disabled_at: ms_opt(r.disabled_at),
             site_admin: r.site_admin,
             sessions_revoked_at: ms_opt(r.sessions_revoked_at),
@@ -167,6 +170,8 @@ pub(crate) struct MessageRow {
     created_at: Timestamp,
     edited_at: Option<Timestamp>,
     deleted_at: Option<Timestamp>,
+    mentions: Option<Vec<i64>>,
+    broadcast: Option<i16>,
 }
 
 impl TryFrom<MessageRow> for Message {
@@ -185,6 +190,11 @@ impl TryFrom<MessageRow> for Message {
             created_at: ms(r.created_at),
             edited_at: ms_opt(r.edited_at),
             deleted_at: ms_opt(r.deleted_at),
+            mentions: r.mentions.unwrap_or_default(),
+            broadcast: r
+                .broadcast
+                .map(|b| Broadcast::from_i16(b).ok_or_else(|| bad("broadcast", b)))
+                .transpose()?,
         })
     }
 }
@@ -297,4 +307,112 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+/// A row of the inbox query (see `read_state.rs`): the conversation, the
+/// member's positions and counts, and the newest message (`l_*`, all NULL
+/// when the lookup found none).
+#[derive(sqlx::FromRow)]
+pub(crate) struct InboxRow {
+    #[sqlx(flatten)]
+    conversation: ConversationRow,
+    user_id: i64,
+    last_read_seq: i64,
+    read_at: Option<Timestamp>,
+    last_delivered_seq: i64,
+    deleted_after: i64,
+    mentions_after: i64,
+    l_id: Option<i64>,
+    l_conversation_id: Option<i64>,
+    l_user_id: Option<i64>,
+    l_seq: Option<i64>,
+    l_content: Option<String>,
+    l_kind: Option<i16>,
+    l_parent_message_id: Option<i64>,
+    l_call_session_id: Option<i64>,
+    l_client_message_id: Option<String>,
+    l_created_at: Option<Timestamp>,
+    l_edited_at: Option<Timestamp>,
+    l_deleted_at: Option<Timestamp>,
+    l_mentions: Option<Vec<i64>>,
+    l_broadcast: Option<i16>,
+}
+
+impl TryFrom<InboxRow> for InboxEntry {
+    type Error = StoreError;
+    fn try_from(r: InboxRow) -> StoreResult<InboxEntry> {
+        let conversation = Conversation::try_from(r.conversation)?;
+        let latest = match (
+            r.l_id,
+            r.l_conversation_id,
+            r.l_user_id,
+            r.l_seq,
+            r.l_content,
+            r.l_kind,
+            r.l_created_at,
+        ) {
+            (
+                Some(id),
+                Some(conversation_id),
+                Some(user_id),
+                Some(seq),
+                Some(content),
+                Some(kind),
+                Some(created_at),
+            ) => Some(Message::try_from(MessageRow {
+                id,
+                conversation_id,
+                user_id,
+                seq,
+                content,
+                kind,
+                parent_message_id: r.l_parent_message_id,
+                call_session_id: r.l_call_session_id,
+                client_message_id: r.l_client_message_id,
+                created_at,
+                edited_at: r.l_edited_at,
+                deleted_at: r.l_deleted_at,
+                mentions: r.l_mentions,
+                broadcast: r.l_broadcast,
+            })?),
+            _ => None,
+        };
+        let read = ReadState {
+            conversation_id: conversation.id,
+            user_id: r.user_id,
+            last_read_seq: r.last_read_seq,
+            read_at: ms_opt(r.read_at),
+            last_delivered_seq: r.last_delivered_seq,
+            last_seq: conversation.last_seq,
+            unread_count: (conversation.last_seq - r.last_read_seq - r.deleted_after).max(0),
+            mention_count: r.mentions_after,
+        };
+        Ok(InboxEntry {
+            conversation,
+            read,
+            latest,
+        })
+    }
+}
+
+/// A member's positions as `receipts` reads them.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReceiptRow {
+    user_id: i64,
+    last_read_seq: i64,
+    read_at: Option<Timestamp>,
+    last_delivered_seq: i64,
+    read_receipts: bool,
+}
+
+impl From<ReceiptRow> for Receipt {
+    fn from(r: ReceiptRow) -> Receipt {
+        Receipt {
+            user_id: r.user_id,
+            last_read_seq: r.last_read_seq,
+            read_at: ms_opt(r.read_at),
+            last_delivered_seq: r.last_delivered_seq,
+            read_receipts: r.read_receipts,
+        }
+    }
 }

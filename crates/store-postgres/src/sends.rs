@@ -160,6 +160,9 @@ impl Sends {
     /// Writes the send, alone or in its conversation's next batch, and
     /// returns its outcome (see the module documentation).
     pub(crate) async fn send(self: &Arc<Self>, new: NewMessage) -> StoreResult<Inserted> {
+        if !new.mentions.is_empty() {
+            return self.send_mentioning(&new).await;
+        }
         let conversation_id = new.conversation_id;
         // No await until queued, so a cancelled caller either queued nothing
         // or queued a complete send.
@@ -193,6 +196,41 @@ impl Sends {
                 outcome.pop().unwrap_or(Err(StoreError::NotFound))
             }
         }
+    }
+
+    /// A send with mentions: its mention rows must commit with it, so it goes
+    /// in a transaction of its own (the lone-send statement, then the rows)
+    /// instead of a batch. It takes the conversation's row lock like any
+    /// batch, so it commits in seq order with them. Mentions are the rarer
+    /// sends; batching them too would need per-send arrays of arrays. Run
+    /// again, whole, when it loses a race on its client id.
+    async fn send_mentioning(&self, new: &NewMessage) -> StoreResult<Inserted> {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.sends.fetch_add(1, Ordering::Relaxed);
+        let mut attempt = 1;
+        loop {
+            match self.mentioning_once(new).await {
+                Ok(outcome) => return outcome,
+                Err(e) if attempt < ATTEMPTS && lost_a_race(&e) => attempt += 1,
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
+    /// One attempt: the outcome (`NotFound` with nothing written for a
+    /// missing conversation or sender), or the database's error.
+    async fn mentioning_once(
+        &self,
+        new: &NewMessage,
+    ) -> Result<StoreResult<Inserted>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let rows = one_statement(&mut *tx, new.conversation_id, new, now()).await?;
+        let outcome = outcomes(rows, 1).pop().unwrap_or(Err(StoreError::NotFound));
+        if let Ok(Inserted::Created(message)) = &outcome {
+            write_mentions(&mut *tx, message, &new.mentions.notified).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// Hands the conversation's queue to a new drainer task.
@@ -378,6 +416,14 @@ impl Sends {
                  SELECT user_id, client_message_id, id, created_at
                  FROM inserted
                  WHERE client_message_id IS NOT NULL
+             ), read AS (
+                 UPDATE conversation_members m
+                 SET last_read_seq = own.seq,
+                     last_delivered_seq = GREATEST(m.last_delivered_seq, own.seq),
+                     read_at = $8
+                 FROM (SELECT user_id, max(seq) AS seq FROM inserted GROUP BY user_id) AS own
+                 WHERE m.conversation_id = $1 AND m.user_id = own.user_id
+                   AND m.last_read_seq < own.seq
              )
              SELECT conv.sends[inserted.seq - conv.base] AS i, true AS created, inserted.*
              FROM conv, inserted
@@ -430,8 +476,8 @@ async fn one_statement<'e, E: PgExecutor<'e>>(
          ), inserted AS (
              INSERT INTO messages (conversation_id, user_id, seq, content, kind,
                                    parent_message_id, call_session_id, client_message_id,
-                                   created_at, updated_at)
-             SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8
+                                   created_at, updated_at, mentions, broadcast)
+             SELECT conv.id, $2, conv.last_seq, $3, $4, $5, $6, $7, $8, $8, $9, $10
              FROM conv
              RETURNING ",
         message_columns!(),
@@ -442,6 +488,15 @@ async fn one_statement<'e, E: PgExecutor<'e>>(
              SELECT user_id, client_message_id, id, created_at
              FROM inserted
              WHERE client_message_id IS NOT NULL
+         ), read AS (
+             UPDATE conversation_members m
+             SET last_read_seq = inserted.seq,
+                 last_delivered_seq = GREATEST(m.last_delivered_seq, inserted.seq),
+                 read_at = $8
+             FROM inserted
+             WHERE m.conversation_id = inserted.conversation_id
+               AND m.user_id = inserted.user_id
+               AND m.last_read_seq < inserted.seq
          )
          SELECT 1::bigint AS i, true AS created, inserted.*
          FROM inserted
@@ -463,8 +518,36 @@ async fn one_statement<'e, E: PgExecutor<'e>>(
     .bind(send.call_session_id)
     .bind(&send.client_message_id)
     .bind(now)
+    .bind((!send.mentions.user_ids.is_empty()).then_some(&send.mentions.user_ids))
+    .bind(send.mentions.broadcast.map(|b| b.as_i16()))
     .fetch_all(executor)
     .await
+}
+
+/// The mention rows of a just-written message, in the caller's transaction:
+/// one per notified user (unknown users are skipped rather than failing the
+/// write).
+pub(crate) async fn write_mentions<'e, E: PgExecutor<'e>>(
+    executor: E,
+    message: &Message,
+    notified: &[Id],
+) -> Result<(), sqlx::Error> {
+    if notified.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO mentions (user_id, message_id, message_created_at, conversation_id, seq)
+         SELECT u.id, $2, $3, $4, $5 FROM users u WHERE u.id = ANY($1)
+         ON CONFLICT (user_id, message_id) DO NOTHING",
+    )
+    .bind(notified)
+    .bind(message.id)
+    .bind(message.created_at)
+    .bind(message.conversation_id)
+    .bind(message.seq)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 /// Writes one message in the caller's transaction `executor`, as a lone

@@ -369,7 +369,10 @@ async fn edit_and_soft_delete() {
     let m = send(&store, &c, &alice, "draft").await;
     let t = ts("2030-06-01T10:00:00.123456Z");
 
-    let edited = store.edit_message(m.id, "final", t).await.expect("edit");
+    let edited = store
+        .edit_message(m.id, "final", &Default::default(), t)
+        .await
+        .expect("edit");
     assert_eq!(edited.content, "final");
     assert_eq!(edited.edited_at, Some(millis(t)));
     assert_eq!(
@@ -381,7 +384,7 @@ async fn edit_and_soft_delete() {
         Some(edited.clone())
     );
     assert!(matches!(
-        store.edit_message(999, "x", t).await,
+        store.edit_message(999, "x", &Default::default(), t).await,
         Err(StoreError::NotFound)
     ));
 
@@ -406,7 +409,9 @@ async fn edit_and_soft_delete() {
     ));
     assert!(
         matches!(
-            store.edit_message(m.id, "too late", t).await,
+            store
+                .edit_message(m.id, "too late", &Default::default(), t)
+                .await,
             Err(StoreError::NotFound)
         ),
         "deleted"

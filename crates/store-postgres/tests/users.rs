@@ -177,6 +177,7 @@ async fn update_profile_sets_keeps_and_clears() {
             ProfileUpdate {
                 display_name: None,
                 avatar_url: Some(Some("https://x.test/a.png".into())),
+                read_receipts: None,
             },
         )
         .await
@@ -194,6 +195,7 @@ async fn update_profile_sets_keeps_and_clears() {
             ProfileUpdate {
                 display_name: Some(None),
                 avatar_url: None,
+                read_receipts: None,
             },
         )
         .await

@@ -116,6 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     parent_message_id: None,
                     call_session_id: None,
                     client_message_id: None,
+                    mentions: Default::default(),
                 })
                 .await?;
         }
@@ -136,6 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     parent_message_id: None,
                     call_session_id: None,
                     client_message_id: Some(format!("{name}-{t}-{n}")),
+                    mentions: Default::default(),
                 })
                 .await
                 .expect("insert");

@@ -35,10 +35,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chatterly_store::{
     AccountChange, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
-    ConversationKind, HistoryPage, Id, Inserted, Job, JobFor, JobStatus, Member, Message,
-    MessageKind, NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged,
-    Reaction, Role, Store, StoreError, StoreResult, Timestamp, User, CONFLICT_CALL,
-    CONFLICT_MEMBER, CONFLICT_REACTION,
+    ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus, MarkKind,
+    Marked, Member, Mentions, Message, MessageKind, NewCall, NewConversation, NewJob, NewMessage,
+    NewUser, ProfileUpdate, Purged, Reaction, ReadState, Receipt, Role, Store, StoreError,
+    StoreResult, Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_REACTION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -47,8 +47,9 @@ use crate::error::{
 };
 use crate::reader::{Readers, BLOCKING_READS, INLINE_ROWS};
 use crate::rows::{
-    call_columns, conversation_columns, from_millis, job_columns, json_ids, json_statuses,
-    message_columns, participant_columns, reaction_columns, role_from, to_millis, user_columns,
+    call_columns, conversation_columns, from_millis, from_millis_opt, job_columns, json_ids,
+    json_statuses, json_strings, mentions_text, message_columns, participant_columns,
+    reaction_columns, role_from, to_millis, user_columns,
 };
 use crate::writer::{Unit, Writer};
 
@@ -191,6 +192,150 @@ const CLAIM_JOBS: &str = concat!(
 
 pub use chatterly_store::CONFLICT_JOB;
 
+/// The inbox: each of a member's conversations with their read state and its
+/// newest live message, in one statement (one snapshot). Per row it costs a
+/// few index seeks, never a scan of history:
+/// - unread = `last_seq - last_read_seq` minus the deleted messages after the
+///   position, counted in `messages_deleted_seq`, which holds deleted
+///   messages only (sending moves the sender's own position, so no message
+///   after it is their own);
+/// - mentions after the position: a range of `mentions_user_conversation_seq`;
+/// - both skipped when nothing lies after the position;
+/// - the newest message: a point lookup of (conversation, `last_seq`) in
+///   `messages_conversation_seq`; when that one is deleted, [`fill_latest`]
+///   walks back (rare, and in the same read transaction).
+macro_rules! inbox_select {
+    () => {
+        concat!(
+            "SELECT c.id, c.kind, c.name, c.description, c.created_by_id, c.created_at,",
+            " c.last_seq, c.last_activity_at,",
+            " m.user_id, m.last_read_seq, m.read_at, m.last_delivered_seq,",
+            " CASE WHEN c.last_seq > m.last_read_seq THEN (SELECT count(*) FROM messages d",
+            "   WHERE d.conversation_id = c.id AND d.seq > m.last_read_seq",
+            "   AND d.deleted_at IS NOT NULL) ELSE 0 END,",
+            " CASE WHEN c.last_seq > m.last_read_seq THEN (SELECT count(*) FROM mentions x",
+            "   WHERE x.user_id = m.user_id AND x.conversation_id = c.id",
+            "   AND x.seq > m.last_read_seq) ELSE 0 END,",
+            " l.id, l.conversation_id, l.user_id, l.seq, l.content, l.kind,",
+            " l.parent_message_id, l.call_session_id, l.client_message_id, l.created_at,",
+            " l.edited_at, l.deleted_at, l.mentions, l.broadcast",
+            " FROM conversation_members m",
+            " JOIN conversations c ON c.id = m.conversation_id",
+            " LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = c.last_seq",
+            "   AND l.deleted_at IS NULL"
+        )
+    };
+}
+
+/// Unordered: the rows are wide (they carry a message each), and sorting
+/// them in Rust costs a fraction of SQLite's sorter copying them.
+const INBOX: &str = concat!(inbox_select!(), " WHERE m.user_id = ?1");
+
+const INBOX_ENTRY: &str = concat!(
+    inbox_select!(),
+    " WHERE m.user_id = ?1 AND m.conversation_id = ?2"
+);
+
+/// A member's read state with its counts, inside a write command (after a
+/// mark) or on a reader: the same counting as [`INBOX`].
+const READ_STATE: &str = concat!(
+    "SELECT c.last_seq, m.last_read_seq, m.read_at, m.last_delivered_seq, c.kind,",
+    " CASE WHEN c.last_seq > m.last_read_seq THEN (SELECT count(*) FROM messages d",
+    "   WHERE d.conversation_id = c.id AND d.seq > m.last_read_seq",
+    "   AND d.deleted_at IS NOT NULL) ELSE 0 END,",
+    " CASE WHEN c.last_seq > m.last_read_seq THEN (SELECT count(*) FROM mentions x",
+    "   WHERE x.user_id = m.user_id AND x.conversation_id = c.id",
+    "   AND x.seq > m.last_read_seq) ELSE 0 END",
+    " FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id",
+    " WHERE m.conversation_id = ?1 AND m.user_id = ?2"
+);
+
+/// The newest live message of a conversation: a backwards walk of
+/// `messages_conversation_seq` to the first that is not deleted.
+const NEWEST_LIVE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE conversation_id = ?1 AND deleted_at IS NULL",
+    " ORDER BY seq DESC LIMIT 1"
+);
+
+/// Runs `read` in one read transaction (one snapshot for its statements).
+fn snapshot<T>(c: &Connection, read: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    c.execute_batch("BEGIN").db()?;
+    let result = read(c);
+    if let Err(error) = c.execute_batch("COMMIT") {
+        let _ = c.execute_batch("ROLLBACK");
+        result?;
+        return Err(backend(error));
+    }
+    result
+}
+
+/// Fills in the newest live message where the message at `last_seq` is
+/// deleted (what [`INBOX`] leaves empty though the conversation has messages).
+fn fill_latest(c: &Connection, entries: &mut [InboxEntry]) -> StoreResult<()> {
+    for entry in entries
+        .iter_mut()
+        .filter(|e| e.latest.is_none() && e.conversation.last_seq > 0)
+    {
+        let mut statement = c.prepare_cached(NEWEST_LIVE).db()?;
+        entry.latest = rows::optional(&mut statement, [entry.conversation.id], rows::message)?;
+    }
+    Ok(())
+}
+
+/// A row of [`INBOX`] / [`INBOX_ENTRY`].
+fn inbox_row(row: &rusqlite::Row<'_>) -> StoreResult<InboxEntry> {
+    let conversation = rows::conversation(row)?;
+    let last_read_seq: i64 = row.get(9).db()?;
+    let deleted_after: i64 = row.get(12).db()?;
+    let read = ReadState {
+        conversation_id: conversation.id,
+        user_id: row.get(8).db()?,
+        last_read_seq,
+        read_at: from_millis_opt(row.get(10).db()?)?,
+        last_delivered_seq: row.get(11).db()?,
+        last_seq: conversation.last_seq,
+        unread_count: (conversation.last_seq - last_read_seq - deleted_after).max(0),
+        mention_count: row.get(13).db()?,
+    };
+    Ok(InboxEntry {
+        latest: rows::message_at(row, 14)?,
+        conversation,
+        read,
+    })
+}
+
+/// The read state of one membership (see [`READ_STATE`]), with the
+/// conversation's kind; `None` if not a member.
+fn read_state_in(
+    c: &Connection,
+    conversation_id: Id,
+    user_id: Id,
+) -> StoreResult<Option<(ReadState, ConversationKind)>> {
+    let mut statement = c.prepare_cached(READ_STATE).db()?;
+    rows::optional(&mut statement, [conversation_id, user_id], |row| {
+        let last_seq: i64 = row.get(0).db()?;
+        let last_read_seq: i64 = row.get(1).db()?;
+        let kind: i16 = row.get(4).db()?;
+        let deleted_after: i64 = row.get(5).db()?;
+        let state = ReadState {
+            conversation_id,
+            user_id,
+            last_read_seq,
+            read_at: from_millis_opt(row.get(2).db()?)?,
+            last_delivered_seq: row.get(3).db()?,
+            last_seq,
+            unread_count: (last_seq - last_read_seq - deleted_after).max(0),
+            mention_count: row.get(6).db()?,
+        };
+        let kind = ConversationKind::from_i16(kind).ok_or_else(|| {
+            StoreError::Backend(format!("unknown conversation kind value stored: {kind}"))
+        })?;
+        Ok((state, kind))
+    })
+}
+
 // ---- write steps shared by several commands ------------------------------------
 
 /// A send, inside the caller's write command: assigns the conversation's next
@@ -224,8 +369,8 @@ fn send(c: &mut Unit<'_>, new: NewMessage) -> StoreResult<Inserted> {
         .prepare_cached(
             "INSERT INTO messages (conversation_id, user_id, seq, content, kind, \
                  parent_message_id, call_session_id, client_message_id, \
-                 created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
+                 created_at, updated_at, mentions, broadcast) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) \
              ON CONFLICT (user_id, client_message_id) \
                  WHERE client_message_id IS NOT NULL DO NOTHING \
              RETURNING id",
@@ -241,7 +386,9 @@ fn send(c: &mut Unit<'_>, new: NewMessage) -> StoreResult<Inserted> {
                 new.parent_message_id,
                 new.call_session_id,
                 new.client_message_id,
-                to_millis(now)
+                to_millis(now),
+                mentions_text(&new.mentions.user_ids),
+                new.mentions.broadcast.map(|b| b.as_i16())
             ],
             |row| row.get(0),
         )
@@ -269,6 +416,26 @@ fn send(c: &mut Unit<'_>, new: NewMessage) -> StoreResult<Inserted> {
         return Ok(Inserted::Existing(existing));
     };
 
+    // One's own message is read: the sender's positions move up to it (no
+    // own message ever lies after a member's read position, which is what
+    // lets the unread count skip scanning). A sender who is no longer a
+    // member (a call log's initiator) has no row to move.
+    c.prepare_cached(
+        "UPDATE conversation_members \
+         SET last_read_seq = max(last_read_seq, ?3), \
+             last_delivered_seq = max(last_delivered_seq, ?3), read_at = ?4 \
+         WHERE conversation_id = ?1 AND user_id = ?2 AND last_read_seq < ?3",
+    )
+    .db()?
+    .execute(params![
+        new.conversation_id,
+        new.user_id,
+        seq,
+        to_millis(now)
+    ])
+    .db()?;
+    write_mentions(c, id, new.conversation_id, seq, &new.mentions.notified)?;
+
     Ok(Inserted::Created(Message {
         id,
         conversation_id: new.conversation_id,
@@ -282,7 +449,38 @@ fn send(c: &mut Unit<'_>, new: NewMessage) -> StoreResult<Inserted> {
         created_at: now,
         edited_at: None,
         deleted_at: None,
+        mentions: new.mentions.user_ids,
+        broadcast: new.mentions.broadcast,
     }))
+}
+
+/// The mention rows of a message, inside the caller's write command: one per
+/// notified user (unknown users are skipped rather than failing the write).
+fn write_mentions(
+    c: &Connection,
+    message_id: Id,
+    conversation_id: Id,
+    seq: i64,
+    notified: &[Id],
+) -> StoreResult<()> {
+    if notified.is_empty() {
+        return Ok(());
+    }
+    c.prepare_cached(
+        "INSERT INTO mentions (user_id, message_id, conversation_id, seq) \
+         SELECT u.id, ?1, ?2, ?3 FROM users u \
+         WHERE u.id IN (SELECT value FROM json_each(?4)) \
+         ON CONFLICT (user_id, message_id) DO NOTHING",
+    )
+    .db()?
+    .execute(params![
+        message_id,
+        conversation_id,
+        seq,
+        json_ids(notified)
+    ])
+    .db()?;
+    Ok(())
 }
 
 /// Enqueues `job` inside the caller's write command: the new job's id, or
@@ -493,6 +691,7 @@ impl Store for SqliteStore {
                         "UPDATE users SET",
                         " display_name = CASE WHEN ?2 THEN ?3 ELSE display_name END,",
                         " avatar_url = CASE WHEN ?4 THEN ?5 ELSE avatar_url END,",
+                        " read_receipts = coalesce(?7, read_receipts),",
                         " updated_at = ?6",
                         " WHERE id = ?1 RETURNING ",
                         user_columns!()
@@ -504,7 +703,8 @@ impl Store for SqliteStore {
                     update.display_name.flatten(),
                     update.avatar_url.is_some(),
                     update.avatar_url.flatten(),
-                    now
+                    now,
+                    update.read_receipts
                 ];
                 rows::optional(&mut statement, params, |row| rows::user(row, 0))?
                     .ok_or(StoreError::NotFound)
@@ -841,6 +1041,8 @@ impl Store for SqliteStore {
                 for sql in [
                     "DELETE FROM reactions \
                      WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?1)",
+                    "DELETE FROM mentions \
+                     WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?1)",
                     "DELETE FROM messages WHERE conversation_id = ?1",
                     "DELETE FROM conversation_members WHERE conversation_id = ?1",
                     "DELETE FROM call_participants WHERE call_session_id IN \
@@ -887,7 +1089,7 @@ impl Store for SqliteStore {
                         "SELECT m.conversation_id, m.role, m.joined_at, ",
                         "u.id, u.email, u.username, u.display_name, u.avatar_url, ",
                         "u.password_hash, u.failed_attempts, u.locked_at, u.last_seen_at, ",
-                        "u.created_at, u.disabled_at, u.site_admin, u.sessions_revoked_at ",
+                        "u.created_at, u.read_receipts, u.disabled_at, u.site_admin, u.sessions_revoked_at ",
                         "FROM conversation_members m JOIN users u ON u.id = m.user_id ",
                         "WHERE m.conversation_id IN (SELECT value FROM json_each(?1)) ",
                         "ORDER BY m.conversation_id, m.user_id"
@@ -898,21 +1100,53 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn member_ids_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<(Id, Id)>> {
+        if conversation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = json_ids(conversation_ids);
+        // A range of the primary key per conversation; as many rows as
+        // members.
+        self.readers
+            .read_long(move |c| {
+                let mut statement = c
+                    .prepare_cached(
+                        "SELECT conversation_id, user_id FROM conversation_members \
+                         WHERE conversation_id IN (SELECT value FROM json_each(?1)) \
+                         ORDER BY conversation_id, user_id",
+                    )
+                    .db()?;
+                rows::all(&mut statement, [json], 16, |row| {
+                    Ok((row.get(0).db()?, row.get(1).db()?))
+                })
+            })
+            .await
+    }
+
     async fn add_member(&self, conversation_id: Id, user_id: Id, role: Role) -> StoreResult<()> {
         self.writer
             .write(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .db()?
-                .execute(params![
-                    conversation_id,
-                    user_id,
-                    role.as_i16(),
-                    to_millis(chatterly_store::now())
-                ])
-                .map_err(conflict_or_not_found(CONFLICT_MEMBER))?;
+                // Positions start at the conversation's newest message: what
+                // was said before the member joined is not unread. No
+                // conversation, no row.
+                let added = c
+                    .prepare_cached(
+                        "INSERT INTO conversation_members (conversation_id, user_id, role, \
+                             joined_at, last_read_seq, last_delivered_seq) \
+                         SELECT id, ?2, ?3, ?4, last_seq, last_seq FROM conversations \
+                         WHERE id = ?1",
+                    )
+                    .db()?
+                    .execute(params![
+                        conversation_id,
+                        user_id,
+                        role.as_i16(),
+                        to_millis(chatterly_store::now())
+                    ])
+                    .map_err(conflict_or_not_found(CONFLICT_MEMBER))?;
+                if added == 0 {
+                    return Err(StoreError::NotFound);
+                }
                 Ok(())
             })
             .await
@@ -991,23 +1225,51 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn edit_message(&self, id: Id, content: &str, now: Timestamp) -> StoreResult<Message> {
+    async fn edit_message(
+        &self,
+        id: Id,
+        content: &str,
+        mentions: &Mentions,
+        now: Timestamp,
+    ) -> StoreResult<Message> {
         let content = content.to_owned();
+        let mentions = mentions.clone();
         self.writer
             .write(move |c| {
-                let mut statement = c
-                    .prepare_cached(concat!(
-                        "UPDATE messages SET content = ?2, edited_at = ?3, updated_at = ?3",
-                        " WHERE id = ?1 AND deleted_at IS NULL RETURNING ",
-                        message_columns!()
-                    ))
+                let edited = {
+                    let mut statement = c
+                        .prepare_cached(concat!(
+                            "UPDATE messages SET content = ?2, edited_at = ?3, updated_at = ?3,",
+                            " mentions = ?4, broadcast = ?5",
+                            " WHERE id = ?1 AND deleted_at IS NULL RETURNING ",
+                            message_columns!()
+                        ))
+                        .db()?;
+                    rows::optional(
+                        &mut statement,
+                        params![
+                            id,
+                            content,
+                            to_millis(now),
+                            mentions_text(&mentions.user_ids),
+                            mentions.broadcast.map(|b| b.as_i16())
+                        ],
+                        rows::message,
+                    )?
+                    .ok_or(StoreError::NotFound)?
+                };
+                c.prepare_cached("DELETE FROM mentions WHERE message_id = ?1")
+                    .db()?
+                    .execute([id])
                     .db()?;
-                rows::optional(
-                    &mut statement,
-                    params![id, content, to_millis(now)],
-                    rows::message,
-                )?
-                .ok_or(StoreError::NotFound)
+                write_mentions(
+                    c,
+                    id,
+                    edited.conversation_id,
+                    edited.seq,
+                    &mentions.notified,
+                )?;
+                Ok(edited)
             })
             .await
     }
@@ -1026,6 +1288,10 @@ impl Store for SqliteStore {
                 if updated == 0 {
                     return Err(StoreError::NotFound);
                 }
+                c.prepare_cached("DELETE FROM mentions WHERE message_id = ?1")
+                    .db()?
+                    .execute([id])
+                    .db()?;
                 Ok(())
             })
             .await
@@ -1036,18 +1302,42 @@ impl Store for SqliteStore {
         let batch = i64::from(batch.max(1));
         let mut purged = Purged::default();
         // One short write per batch, so sends queue behind a batch at most;
-        // reactions go by ON DELETE CASCADE, replies' parents by SET NULL.
+        // reactions and mentions go by ON DELETE CASCADE, replies' parents by
+        // SET NULL. Members' read and delivered positions move past what
+        // went, so removed messages never count as unread.
         loop {
             let deleted = self
                 .writer
                 .write(move |c| {
-                    c.prepare_cached(
-                        "DELETE FROM messages WHERE id IN \
-                         (SELECT id FROM messages WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
-                    )
-                    .db()?
-                    .execute(params![horizon, batch])
-                    .db()
+                    let mut statement = c
+                        .prepare_cached(
+                            "DELETE FROM messages WHERE id IN \
+                             (SELECT id FROM messages WHERE created_at < ?1 ORDER BY id LIMIT ?2) \
+                             RETURNING conversation_id, seq",
+                        )
+                        .db()?;
+                    let gone: Vec<(Id, i64)> =
+                        rows::all(&mut statement, params![horizon, batch], 64, |row| {
+                            Ok((row.get(0).db()?, row.get(1).db()?))
+                        })?;
+                    let mut newest: std::collections::HashMap<Id, i64> =
+                        std::collections::HashMap::new();
+                    for (conversation, seq) in &gone {
+                        let entry = newest.entry(*conversation).or_insert(*seq);
+                        *entry = (*entry).max(*seq);
+                    }
+                    let mut advance = c
+                        .prepare_cached(
+                            "UPDATE conversation_members \
+                             SET last_read_seq = MAX(last_read_seq, ?2), \
+                                 last_delivered_seq = MAX(last_delivered_seq, ?2) \
+                             WHERE conversation_id = ?1",
+                        )
+                        .db()?;
+                    for (conversation, seq) in newest {
+                        advance.execute(params![conversation, seq]).db()?;
+                    }
+                    Ok(gone.len())
                 })
                 .await?;
             purged.messages += deleted as u64;
@@ -1055,6 +1345,208 @@ impl Store for SqliteStore {
                 return Ok(purged);
             }
         }
+    }
+
+    // ---- read state and mentions -------------------------------------------------------
+
+    async fn inbox(&self, user_id: Id) -> StoreResult<Vec<InboxEntry>> {
+        // As many rows as the user has conversations.
+        self.readers
+            .read_long(move |c| {
+                snapshot(c, |c| {
+                    let mut statement = c.prepare_cached(INBOX).db()?;
+                    let mut entries = rows::all(&mut statement, [user_id], 16, inbox_row)?;
+                    fill_latest(c, &mut entries)?;
+                    // Most recent activity first, ties by id descending.
+                    entries.sort_unstable_by(|a, b| {
+                        (b.conversation.last_activity_at, b.conversation.id)
+                            .cmp(&(a.conversation.last_activity_at, a.conversation.id))
+                    });
+                    Ok(entries)
+                })
+            })
+            .await
+    }
+
+    async fn inbox_entry(
+        &self,
+        conversation_id: Id,
+        user_id: Id,
+    ) -> StoreResult<Option<InboxEntry>> {
+        self.readers.read(|c| {
+            snapshot(c, |c| {
+                let mut statement = c.prepare_cached(INBOX_ENTRY).db()?;
+                let entry = rows::optional(&mut statement, [user_id, conversation_id], inbox_row)?;
+                let mut entries: Vec<InboxEntry> = entry.into_iter().collect();
+                fill_latest(c, &mut entries)?;
+                Ok(entries.pop())
+            })
+        })
+    }
+
+    async fn mark(
+        &self,
+        conversation_id: Id,
+        user_id: Id,
+        kind: MarkKind,
+        seq: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<Marked> {
+        self.writer
+            .write(move |c| {
+                // On the single writer: nothing commits between these
+                // statements, so the check, the move and the counts agree.
+                let current: Option<(i64, i64, i64)> = c
+                    .prepare_cached(
+                        "SELECT m.last_read_seq, m.last_delivered_seq, c.last_seq \
+                         FROM conversation_members m \
+                         JOIN conversations c ON c.id = m.conversation_id \
+                         WHERE m.conversation_id = ?1 AND m.user_id = ?2",
+                    )
+                    .db()?
+                    .query_row([conversation_id, user_id], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })
+                    .optional()
+                    .db()?;
+                let Some((read, delivered, last_seq)) = current else {
+                    return Err(StoreError::NotFound);
+                };
+                let target = seq.unwrap_or(last_seq);
+                if target > last_seq {
+                    return Ok(Marked::Beyond { last_seq });
+                }
+                let read_moved = kind == MarkKind::Read && target > read;
+                let delivered_moved = target > delivered;
+                if read_moved || delivered_moved {
+                    c.prepare_cached(
+                        "UPDATE conversation_members \
+                         SET last_read_seq = CASE WHEN ?3 THEN ?4 ELSE last_read_seq END, \
+                             read_at = CASE WHEN ?3 THEN ?5 ELSE read_at END, \
+                             last_delivered_seq = max(last_delivered_seq, ?4) \
+                         WHERE conversation_id = ?1 AND user_id = ?2",
+                    )
+                    .db()?
+                    .execute(params![
+                        conversation_id,
+                        user_id,
+                        read_moved,
+                        target,
+                        to_millis(now)
+                    ])
+                    .db()?;
+                }
+                let (state, kind) =
+                    read_state_in(c, conversation_id, user_id)?.ok_or(StoreError::NotFound)?;
+                Ok(Marked::Applied {
+                    state,
+                    kind,
+                    read_moved,
+                    delivered_moved,
+                })
+            })
+            .await
+    }
+
+    async fn receipts(&self, conversation_id: Id, limit: Option<u32>) -> StoreResult<Vec<Receipt>> {
+        let bound = limit.map_or(-1, i64::from);
+        let read = move |c: &Connection| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT m.user_id, m.last_read_seq, m.read_at, m.last_delivered_seq, \
+                            u.read_receipts \
+                     FROM conversation_members m JOIN users u ON u.id = m.user_id \
+                     WHERE m.conversation_id = ?1 ORDER BY m.user_id LIMIT ?2",
+                )
+                .db()?;
+            rows::all(&mut statement, params![conversation_id, bound], 8, |row| {
+                Ok(Receipt {
+                    user_id: row.get(0).db()?,
+                    last_read_seq: row.get(1).db()?,
+                    read_at: from_millis_opt(row.get(2).db()?)?,
+                    last_delivered_seq: row.get(3).db()?,
+                    read_receipts: row.get(4).db()?,
+                })
+            })
+        };
+        match limit {
+            Some(n) => self.read_sized(n as usize, read).await,
+            None => self.readers.read_long(read).await,
+        }
+    }
+
+    async fn members_named(
+        &self,
+        conversation_id: Id,
+        usernames: &[String],
+    ) -> StoreResult<Vec<(Id, String)>> {
+        if usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = json_strings(usernames);
+        self.read_sized(usernames.len(), move |c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT u.id, u.username FROM users u \
+                     JOIN conversation_members m \
+                       ON m.user_id = u.id AND m.conversation_id = ?1 \
+                     WHERE u.username IN (SELECT value FROM json_each(?2)) \
+                     ORDER BY u.id",
+                )
+                .db()?;
+            rows::all(&mut statement, params![conversation_id, names], 4, |row| {
+                Ok((row.get(0).db()?, row.get(1).db()?))
+            })
+        })
+        .await
+    }
+
+    async fn mention_recipients(&self, message_id: Id) -> StoreResult<Vec<Id>> {
+        // A broadcast reaches every member: unbounded.
+        self.readers
+            .read_long(move |c| {
+                let mut statement = c
+                    .prepare_cached(
+                        "SELECT user_id FROM mentions WHERE message_id = ?1 ORDER BY user_id",
+                    )
+                    .db()?;
+                rows::all(&mut statement, [message_id], 4, |row| row.get(0).db())
+            })
+            .await
+    }
+
+    async fn mentions_for(
+        &self,
+        user_id: Id,
+        before_id: Option<Id>,
+        limit_: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let (limit, capacity) = limit(limit_);
+        let before = before_id.unwrap_or(Id::MAX);
+        self.read_sized(limit_ as usize, move |c| {
+            // Newest first along the primary key (user_id, message_id); the
+            // rows of conversations the user left are skipped.
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE id IN (",
+                    "SELECT x.message_id FROM mentions x",
+                    " JOIN conversation_members m",
+                    "   ON m.conversation_id = x.conversation_id AND m.user_id = x.user_id",
+                    " WHERE x.user_id = ?1 AND x.message_id < ?2",
+                    " ORDER BY x.message_id DESC LIMIT ?3)",
+                    " AND deleted_at IS NULL ORDER BY id DESC"
+                ))
+                .db()?;
+            rows::all(
+                &mut statement,
+                params![user_id, before, limit],
+                capacity,
+                rows::message,
+            )
+        })
+        .await
     }
 
     // ---- reactions ---------------------------------------------------------------------
@@ -1311,6 +1803,7 @@ impl Store for SqliteStore {
                         parent_message_id: None,
                         call_session_id: Some(call.id),
                         client_message_id: None,
+                        mentions: Mentions::default(),
                     };
                     match send(c, message)? {
                         Inserted::Created(message) => Some(message),
@@ -1530,6 +2023,7 @@ mod tests {
             parent_message_id: None,
             call_session_id: None,
             client_message_id: None,
+            mentions: Default::default(),
         }
     }
 
@@ -1799,6 +2293,52 @@ mod tests {
             assert!(c.execute_batch("CREATE TABLE t (x)").is_err());
             assert!(c.execute_batch("DELETE FROM users").is_err());
         });
+    }
+
+    /// The counting statements read indexes only: no statement scans
+    /// `messages` or `mentions` (a scan would grow with history).
+    #[tokio::test]
+    async fn read_state_statements_never_scan_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, "plans.db").await;
+        // Statistics as a real database has them, so the planner is honest.
+        store
+            .writer
+            .alone(|c| c.execute_batch("ANALYZE").db())
+            .await
+            .expect("analyze");
+        let plans = store
+            .readers
+            .with(|c| {
+                let mut plans = Vec::new();
+                for (sql, params) in [(INBOX, 1), (INBOX_ENTRY, 2), (READ_STATE, 2)] {
+                    let mut statement = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).db()?;
+                    let bound = &[1_i64, 1][..params];
+                    let details = rows::all(
+                        &mut statement,
+                        rusqlite::params_from_iter(bound),
+                        8,
+                        |row| row.get::<_, String>(3).db(),
+                    )?;
+                    plans.push((sql, details));
+                }
+                Ok(plans)
+            })
+            .expect("plans");
+        for (sql, details) in plans {
+            for detail in &details {
+                assert!(
+                    !detail.starts_with("SCAN"),
+                    "{detail:?} in the plan of {sql}: {details:#?}"
+                );
+            }
+            let uses = |index: &str| details.iter().any(|d| d.contains(index));
+            assert!(uses("messages_deleted_seq"), "{sql}: {details:#?}");
+            assert!(
+                uses("mentions_user_conversation_seq"),
+                "{sql}: {details:#?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -6,9 +6,9 @@
 //! unexpected type, becomes `StoreError::Backend` (never a panic).
 
 use chatterly_store::{
-    CallKind, CallParticipant, CallSession, CallStatus, Conversation, ConversationKind, Id, Job,
-    JobStatus, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult, Timestamp,
-    User,
+    Broadcast, CallKind, CallParticipant, CallSession, CallStatus, Conversation, ConversationKind,
+    Id, Job, JobStatus, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult,
+    Timestamp, User,
 };
 use chrono::DateTime;
 use rusqlite::types::FromSql;
@@ -20,7 +20,8 @@ use crate::error::Db;
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at, disabled_at, site_admin, sessions_revoked_at"
+         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin, \
+         sessions_revoked_at"
     };
 }
 
@@ -35,7 +36,7 @@ macro_rules! conversation_columns {
 macro_rules! message_columns {
     () => {
         "id, conversation_id, user_id, seq, content, kind, parent_message_id, call_session_id, \
-         client_message_id, created_at, edited_at, deleted_at"
+         client_message_id, created_at, edited_at, deleted_at, mentions, broadcast"
     };
 }
 
@@ -84,7 +85,7 @@ pub(crate) fn from_millis(ms: i64) -> StoreResult<Timestamp> {
         .ok_or_else(|| StoreError::Backend(format!("stored timestamp out of range: {ms}")))
 }
 
-fn from_millis_opt(ms: Option<i64>) -> StoreResult<Option<Timestamp>> {
+pub(crate) fn from_millis_opt(ms: Option<i64>) -> StoreResult<Option<Timestamp>> {
     ms.map(from_millis).transpose()
 }
 
@@ -114,9 +115,10 @@ pub(crate) fn user(row: &Row<'_>, at: usize) -> StoreResult<User> {
         locked_at: from_millis_opt(get(row, at + 7)?)?,
         last_seen_at: from_millis_opt(get(row, at + 8)?)?,
         created_at: from_millis(get(row, at + 9)?)?,
-        disabled_at: from_millis_opt(get(row, at + 10)?)?,
-        site_admin: get(row, at + 11)?,
-        sessions_revoked_at: from_millis_opt(get(row, at + 12)?)?,
+        read_receipts: get(row, at + 10)?,
+        disabled_at: from_millis_opt(get(row, at + 11)?)?,
+        site_admin: get(row, at + 12)?,
+        sessions_revoked_at: from_millis_opt(get(row, at + 13)?)?,
     })
 }
 
@@ -148,21 +150,65 @@ pub(crate) fn member(row: &Row<'_>) -> StoreResult<Member> {
 
 /// A message from `message_columns!()`.
 pub(crate) fn message(row: &Row<'_>) -> StoreResult<Message> {
-    let kind: i16 = get(row, 5)?;
-    Ok(Message {
-        id: get(row, 0)?,
-        conversation_id: get(row, 1)?,
-        user_id: get(row, 2)?,
-        seq: get(row, 3)?,
-        content: get(row, 4)?,
+    message_at(row, 0)?.ok_or_else(|| StoreError::Backend("a message row without an id".into()))
+}
+
+/// A message from `message_columns!()` starting at column `at`, or `None`
+/// when its id there is NULL (an outer join that found none).
+pub(crate) fn message_at(row: &Row<'_>, at: usize) -> StoreResult<Option<Message>> {
+    let Some(id) = get::<Option<Id>>(row, at)? else {
+        return Ok(None);
+    };
+    let kind: i16 = get(row, at + 5)?;
+    Ok(Some(Message {
+        id,
+        conversation_id: get(row, at + 1)?,
+        user_id: get(row, at + 2)?,
+        seq: get(row, at + 3)?,
+        content: get(row, at + 4)?,
         kind: MessageKind::from_i16(kind).ok_or_else(|| bad_enum("message kind", kind))?,
-        parent_message_id: get(row, 6)?,
-        call_session_id: get(row, 7)?,
-        client_message_id: get(row, 8)?,
-        created_at: from_millis(get(row, 9)?)?,
-        edited_at: from_millis_opt(get(row, 10)?)?,
-        deleted_at: from_millis_opt(get(row, 11)?)?,
-    })
+        parent_message_id: get(row, at + 6)?,
+        call_session_id: get(row, at + 7)?,
+        client_message_id: get(row, at + 8)?,
+        created_at: from_millis(get(row, at + 9)?)?,
+        edited_at: from_millis_opt(get(row, at + 10)?)?,
+        deleted_at: from_millis_opt(get(row, at + 11)?)?,
+        mentions: mention_ids(get(row, at + 12)?)?,
+        broadcast: broadcast_from(get(row, at + 13)?)?,
+    }))
+}
+
+/// `messages.mentions`: a JSON array of user ids (as [`json_ids`] writes
+/// it), or NULL for none.
+fn mention_ids(text: Option<String>) -> StoreResult<Vec<Id>> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let inner = text
+        .trim()
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .ok_or_else(|| StoreError::Backend(format!("stored mentions are not an array: {text}")))?;
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse::<Id>()
+                .map_err(|_| StoreError::Backend(format!("stored mentions are not ids: {text}")))
+        })
+        .collect()
+}
+
+/// `messages.mentions` as stored: NULL for none.
+pub(crate) fn mentions_text(ids: &[Id]) -> Option<String> {
+    (!ids.is_empty()).then(|| json_ids(ids))
+}
+
+fn broadcast_from(value: Option<i16>) -> StoreResult<Option<Broadcast>> {
+    value
+        .map(|v| Broadcast::from_i16(v).ok_or_else(|| bad_enum("broadcast", v)))
+        .transpose()
 }
 
 /// A reaction from `reaction_columns!()`.
@@ -253,6 +299,29 @@ pub(crate) fn all<T>(
 /// prepared statement) whatever the number of ids.
 pub(crate) fn json_ids(ids: &[Id]) -> String {
     json_integers(ids.iter().copied())
+}
+
+/// `texts` as a JSON array of strings, for `json_each(?)`.
+pub(crate) fn json_strings(texts: &[String]) -> String {
+    let mut json = String::with_capacity(2 + texts.iter().map(|t| t.len() + 3).sum::<usize>());
+    json.push('[');
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('"');
+        for ch in text.chars() {
+            match ch {
+                '"' => json.push_str("\\\""),
+                '\\' => json.push_str("\\\\"),
+                c if (c as u32) < 0x20 => json.push_str(&format!("\\u{:04x}", c as u32)),
+                c => json.push(c),
+            }
+        }
+        json.push('"');
+    }
+    json.push(']');
+    json
 }
 
 /// Call statuses as a JSON array of their stored integers, for

@@ -62,6 +62,7 @@ async fn send(store: &SqliteStore, conversation_id: Id, user_id: Id, content: &s
             parent_message_id: None,
             call_session_id: None,
             client_message_id: None,
+            mentions: Default::default(),
         })
         .await
         .expect("insert_message")

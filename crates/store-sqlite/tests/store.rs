@@ -67,6 +67,7 @@ fn text(conversation_id: Id, user_id: Id, content: &str) -> NewMessage {
         parent_message_id: None,
         call_session_id: None,
         client_message_id: None,
+        mentions: Default::default(),
     }
 }
 
@@ -303,6 +304,7 @@ async fn update_profile_sets_clears_and_keeps() {
             ProfileUpdate {
                 display_name: Some(Some("Alice".into())),
                 avatar_url: Some(Some("https://x/a.png".into())),
+                read_receipts: None,
             },
         )
         .await
@@ -317,6 +319,7 @@ async fn update_profile_sets_clears_and_keeps() {
             ProfileUpdate {
                 display_name: None,
                 avatar_url: Some(None),
+                read_receipts: None,
             },
         )
         .await
@@ -746,7 +749,9 @@ async fn delete_conversation_removes_everything() {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.edit_message(m1.id, "x", now()).await,
+        store
+            .edit_message(m1.id, "x", &Default::default(), now())
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -1086,7 +1091,10 @@ async fn edit_and_soft_delete() {
     let m = send(&store, c, alice, "tpyo").await;
 
     let t = now() + Duration::seconds(1);
-    let edited = store.edit_message(m.id, "typo", t).await.unwrap();
+    let edited = store
+        .edit_message(m.id, "typo", &Default::default(), t)
+        .await
+        .unwrap();
     assert_eq!(edited.content, "typo");
     assert_eq!(edited.edited_at, Some(t));
     assert_eq!(
@@ -1109,11 +1117,15 @@ async fn edit_and_soft_delete() {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.edit_message(m.id, "again", now()).await,
+        store
+            .edit_message(m.id, "again", &Default::default(), now())
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.edit_message(9_999, "x", now()).await,
+        store
+            .edit_message(9_999, "x", &Default::default(), now())
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(

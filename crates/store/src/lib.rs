@@ -7,6 +7,8 @@
 //! and business rules (who may do what, validation) stay in the domain.
 
 mod model;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use model::*;
 
@@ -129,8 +131,15 @@ pub trait Store: Send + Sync + 'static {
     /// Members of each of the given conversations, ordered by
     /// (conversation_id, user id).
     async fn members_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<Member>>;
+    /// `(conversation_id, user_id)` of every member of the given
+    /// conversations, in that order: the light form of `members_of` for
+    /// rendering lists, where the same users recur (load each once with
+    /// `users_by_ids`).
+    async fn member_ids_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<(Id, Id)>>;
     /// Fails with `Conflict(CONFLICT_MEMBER)` if already a member, `NotFound`
-    /// if the conversation is gone.
+    /// if the conversation is gone. The new member's read (and delivered)
+    /// position starts at the conversation's `last_seq`: history from before
+    /// they joined is not unread.
     async fn add_member(&self, conversation_id: Id, user_id: Id, role: Role) -> StoreResult<()>;
     /// Returns whether a membership was removed.
     async fn remove_member(&self, conversation_id: Id, user_id: Id) -> StoreResult<bool>;
@@ -138,19 +147,28 @@ pub trait Store: Send + Sync + 'static {
     // ---- messages -----------------------------------------------------------
 
     /// Assigns the next `seq` of the conversation and inserts, in one
-    /// transaction, also moving the conversation's `last_activity_at`. With a
-    /// `client_message_id` already used by this sender, returns
-    /// `Inserted::Existing` and writes nothing. `NotFound` if the conversation
-    /// is gone.
+    /// transaction, also moving the conversation's `last_activity_at`, the
+    /// sender's read and delivered positions (to the new `seq`, if behind:
+    /// one's own messages are never unread) and writing the message's
+    /// mention rows. With a `client_message_id` already used by this sender,
+    /// returns `Inserted::Existing` and writes nothing. `NotFound` if the
+    /// conversation is gone.
     async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted>;
     /// Any message by id, deleted ones included.
     async fn message_by_id(&self, id: Id) -> StoreResult<Option<Message>>;
     /// Non-deleted messages of a conversation (see [`HistoryPage`]).
     async fn history(&self, conversation_id: Id, page: HistoryPage) -> StoreResult<Vec<Message>>;
-    /// Sets content and `edited_at`; `NotFound` if missing or deleted.
-    async fn edit_message(&self, id: Id, content: &str, now: Timestamp) -> StoreResult<Message>;
-    /// Sets `deleted_at` (row and content kept); `NotFound` if missing or
-    /// already deleted.
+    /// Sets content, `edited_at` and the mentions (replacing the mention
+    /// rows), in one transaction; `NotFound` if missing or deleted.
+    async fn edit_message(
+        &self,
+        id: Id,
+        content: &str,
+        mentions: &Mentions,
+        now: Timestamp,
+    ) -> StoreResult<Message>;
+    /// Sets `deleted_at` (row and content kept) and removes its mention rows,
+    /// in one transaction; `NotFound` if missing or already deleted.
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()>;
 
     /// Retention: removes the messages created before `horizon`, with their
@@ -162,6 +180,52 @@ pub trait Store: Send + Sync + 'static {
     /// went keep their `parent_message_id` on PostgreSQL (unchecked) and lose
     /// it on SQLite (`ON DELETE SET NULL`).
     async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged>;
+    // ---- read state and mentions ----------------------------------------------
+
+    /// The user's conversations with their read state and newest message,
+    /// most recent activity first (ties: id desc), as `conversations_for_user`.
+    /// One snapshot; no history scan (see [`ReadState`]).
+    async fn inbox(&self, user_id: Id) -> StoreResult<Vec<InboxEntry>>;
+    /// One row of `inbox`; `None` if the user is not a member.
+    async fn inbox_entry(
+        &self,
+        conversation_id: Id,
+        user_id: Id,
+    ) -> StoreResult<Option<InboxEntry>>;
+    /// Moves the member's read or delivered position forward to `seq` (`None`:
+    /// the conversation's `last_seq`), never back: a lower or equal `seq`
+    /// changes nothing. One transaction, so concurrent marks and sends keep
+    /// the counts exact. `Beyond` (nothing written) past `last_seq`;
+    /// `NotFound` if not a member.
+    async fn mark(
+        &self,
+        conversation_id: Id,
+        user_id: Id,
+        kind: MarkKind,
+        seq: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<Marked>;
+    /// Every member's positions with their `read_receipts` setting, ordered by
+    /// user id; at most `limit` (all with `None`).
+    async fn receipts(&self, conversation_id: Id, limit: Option<u32>) -> StoreResult<Vec<Receipt>>;
+    /// The members of the conversation among these (lowercase) usernames, as
+    /// (user id, username), ordered by user id.
+    async fn members_named(
+        &self,
+        conversation_id: Id,
+        usernames: &[String],
+    ) -> StoreResult<Vec<(Id, String)>>;
+    /// The users a message's mention rows name, ascending.
+    async fn mention_recipients(&self, message_id: Id) -> StoreResult<Vec<Id>>;
+    /// The non-deleted messages mentioning the user in conversations they
+    /// are a member of, newest first, with `id < before_id` when given, at
+    /// most `limit`.
+    async fn mentions_for(
+        &self,
+        user_id: Id,
+        before_id: Option<Id>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>>;
 
     // ---- reactions ----------------------------------------------------------
 

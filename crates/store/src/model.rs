@@ -80,6 +80,9 @@ pub struct User {
     pub locked_at: Option<Timestamp>,
     pub last_seen_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// Whether the user sends read receipts (and so sees other members'); on
+    /// by default.
+    pub read_receipts: bool,
     /// Set by an administrator (`chatterly users disable`): the account
     /// cannot sign in and its tokens are refused.
     pub disabled_at: Option<Timestamp>,
@@ -124,6 +127,8 @@ pub struct NewUser {
 pub struct ProfileUpdate {
     pub display_name: Option<Option<String>>,
     pub avatar_url: Option<Option<String>>,
+    /// `Some` sets the read-receipts setting.
+    pub read_receipts: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +182,11 @@ pub struct Message {
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
     pub deleted_at: Option<Timestamp>,
+    /// Members the content names with `@username` (see [`Mentions`]),
+    /// ascending.
+    pub mentions: Vec<Id>,
+    /// An admin's `@channel` or `@here`, if the message has one.
+    pub broadcast: Option<Broadcast>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +200,35 @@ pub struct NewMessage {
     /// Makes the send idempotent per sender: a second send with the same id
     /// returns the first message.
     pub client_message_id: Option<String>,
+    /// Who the message mentions, resolved by the domain; written with the
+    /// message, in its transaction.
+    pub mentions: Mentions,
+}
+
+int_enum!(
+    /// An admin's mention of a whole conversation: `@channel` (every member)
+    /// or `@here` (the members online when it was sent).
+    Broadcast { Channel = 1 => "channel", Here = 2 => "here" }
+);
+
+/// Who a message mentions, as the domain resolved it from the content. The
+/// store keeps `user_ids` and `broadcast` on the message and writes one
+/// mention row per `notified` user (what `mention_count` and the mentions
+/// list read).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mentions {
+    /// Members named with `@username`, ascending, the author left out.
+    pub user_ids: Vec<Id>,
+    pub broadcast: Option<Broadcast>,
+    /// Everyone mentioned: `user_ids` and whoever the broadcast reached;
+    /// ascending, unique, never the author.
+    pub notified: Vec<Id>,
+}
+
+impl Mentions {
+    pub fn is_empty(&self) -> bool {
+        self.user_ids.is_empty() && self.broadcast.is_none() && self.notified.is_empty()
+    }
 }
 
 /// What `insert_message` did.
@@ -352,4 +391,79 @@ pub struct Job {
     pub locked_until: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+// ---- read state ------------------------------------------------------------------
+
+/// One member's read state in a conversation. The counts come from the same
+/// snapshot as `last_seq`, and neither scans history: sending moves the
+/// sender's own position to their message (so no own message ever lies after
+/// it), which makes `unread_count` = `last_seq - last_read_seq` minus the
+/// deleted messages after the position (a small indexed range); mentions are
+/// rows indexed by (user, conversation, seq).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadState {
+    pub conversation_id: Id,
+    pub user_id: Id,
+    /// Every message with `seq <= last_read_seq` is read. Never moves back.
+    pub last_read_seq: i64,
+    /// When the position last moved (by a mark or by a send).
+    pub read_at: Option<Timestamp>,
+    /// The member's devices received every message up to here (never below
+    /// `last_read_seq`).
+    pub last_delivered_seq: i64,
+    /// The conversation's `last_seq` in the snapshot the counts come from.
+    pub last_seq: i64,
+    /// Messages after `last_read_seq` that are not deleted and not the
+    /// member's own.
+    pub unread_count: i64,
+    /// Of those, the ones that mention the member.
+    pub mention_count: i64,
+}
+
+/// A row of a member's conversation list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEntry {
+    pub conversation: Conversation,
+    pub read: ReadState,
+    /// The newest message that is not deleted.
+    pub latest: Option<Message>,
+}
+
+/// Which position a mark moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkKind {
+    /// The read position (it also moves the delivered one: read implies
+    /// delivered).
+    Read,
+    /// The delivered position only.
+    Delivered,
+}
+
+/// What `Store::mark` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Marked {
+    /// The position is now at least the one asked for; the flags say whether
+    /// this call moved it (a repeat moves nothing).
+    Applied {
+        state: ReadState,
+        kind: ConversationKind,
+        read_moved: bool,
+        delivered_moved: bool,
+    },
+    /// The seq asked for is beyond the conversation's last message; nothing
+    /// was written.
+    Beyond { last_seq: i64 },
+}
+
+/// A member's read position as other members may see it (subject to both
+/// sides' `read_receipts` setting, which the domain applies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub user_id: Id,
+    pub last_read_seq: i64,
+    pub read_at: Option<Timestamp>,
+    pub last_delivered_seq: i64,
+    /// The member's setting.
+    pub read_receipts: bool,
 }

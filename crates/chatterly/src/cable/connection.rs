@@ -430,7 +430,7 @@ impl Session {
             );
             return Ok(());
         };
-        let Some((action, _args)) = protocol::parse_action(data) else {
+        let Some((action, args)) = protocol::parse_action(data) else {
             return self.on_garbage("action data is not a JSON object with an action");
         };
         if self.cable.options.actions_per_second > 0 && !self.take_action_token() {
@@ -473,6 +473,16 @@ impl Session {
                 {
                     self.typing.retain(|(id, _)| *id != conversation_id);
                 }
+            }
+            (
+                Channel::Conversation {
+                    conversation_id, ..
+                },
+                "mark_read" | "mark_delivered",
+            ) => {
+                let domain = &self.cable.domain;
+                super::read_state::perform(domain, &self.identity, conversation_id, &action, &args)
+                    .await;
             }
             (Channel::Presence, "ping") => {
                 // last_seen_at is coarse (contract 10.9): one write per few minutes.

@@ -6,6 +6,7 @@ mod calls;
 mod connection;
 pub mod hub;
 pub mod protocol;
+mod read_state;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,6 +33,8 @@ pub struct Login {
 pub struct ProfileChanges {
     pub display_name: Option<Option<String>>,
     pub avatar_url: Option<Option<String>>,
+    /// Beyond the reference: send read receipts (and see others').
+    pub read_receipts: Option<bool>,
 }
 
 const EMAIL_MAX: usize = 255;
@@ -299,7 +301,10 @@ impl Domain {
         if id != identity.user_id {
             return Err(DomainError::Forbidden);
         }
-        if changes.display_name.is_none() && changes.avatar_url.is_none() {
+        if changes.display_name.is_none()
+            && changes.avatar_url.is_none()
+            && changes.read_receipts.is_none()
+        {
             return Err(DomainError::BadRequest(None));
         }
         let mut errors = Errors::default();
@@ -321,6 +326,7 @@ impl Domain {
                 ProfileUpdate {
                     display_name: changes.display_name,
                     avatar_url: changes.avatar_url,
+                    read_receipts: changes.read_receipts,
                 },
             )
             .await?;

@@ -3,7 +3,8 @@
 //! pair, 10.10).
 
 use chatterly_store::{
-    Conversation, ConversationKind, Id, NewConversation, Role, StoreError, CONFLICT_MEMBER,
+    Conversation, ConversationKind, Id, InboxEntry, NewConversation, Role, StoreError,
+    CONFLICT_MEMBER,
 };
 
 use super::auth::Identity;
@@ -46,12 +47,14 @@ impl Domain {
             .ok_or(DomainError::NotFound)
     }
 
+    /// The caller's conversations, most recent activity first, each with the
+    /// caller's read state and its newest message.
     pub async fn list_conversations(
         &self,
         identity: &Identity,
     ) -> DomainResult<Vec<ConversationView>> {
-        let conversations = self.store.conversations_for_user(identity.user_id).await?;
-        self.render_conversations(&conversations).await
+        let entries = self.store.inbox(identity.user_id).await?;
+        self.render_inbox(entries).await
     }
 
     /// 404 if it does not exist, 403 if the caller is not a member (contract 4.3).
@@ -60,11 +63,19 @@ impl Domain {
         identity: &Identity,
         id: Id,
     ) -> DomainResult<ConversationView> {
-        let conversation = self.conversation(id).await?;
-        if self.role_of(id, identity.user_id).await?.is_none() {
-            return Err(DomainError::Forbidden);
+        match self.store.inbox_entry(id, identity.user_id).await? {
+            Some(entry) => self.render_one_entry(entry).await,
+            None => {
+                self.conversation(id).await?;
+                Err(DomainError::Forbidden)
+            }
         }
-        self.render_conversation(&conversation).await
+    }
+
+    async fn render_one_entry(&self, entry: InboxEntry) -> DomainResult<ConversationView> {
+        self.render_inbox(vec![entry]).await?.pop().ok_or_else(|| {
+            DomainError::Internal("rendering a conversation produced nothing".into())
+        })
     }
 
     /// Creates a conversation (the caller becomes its admin) and tells the other
@@ -129,7 +140,19 @@ impl Domain {
                 member_ids: member_ids.clone(),
             })
             .await?;
-        let view = self.render_conversation(&conversation).await?;
+        // A new conversation has nothing unread; the existing direct
+        // conversation of the pair comes with the caller's read state.
+        let view = match created {
+            true => self.render_conversation(&conversation).await?,
+            false => match self
+                .store
+                .inbox_entry(conversation.id, identity.user_id)
+                .await?
+            {
+                Some(entry) => self.render_one_entry(entry).await?,
+                None => self.render_conversation(&conversation).await?,
+            },
+        };
         if created {
             for member_id in member_ids {
                 self.publish(
@@ -200,6 +223,18 @@ impl Domain {
                 conversation_id,
             },
         );
+        // The added person learns of it on their user stream, as creators'
+        // members do (`new_conversation`), rendered from their own view (their
+        // read position starts at the conversation's newest message).
+        if let Some(entry) = self.store.inbox_entry(conversation_id, user_id).await? {
+            let view = self.render_one_entry(entry).await?;
+            self.publish(
+                Topic::User(user_id),
+                Event::NewConversation {
+                    conversation: &view,
+                },
+            );
+        }
         Ok(())
     }
 

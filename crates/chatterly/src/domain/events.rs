@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::bus::{BusMessage, Payload, Topic};
-use crate::views::{ConversationView, MessageView, ReactionView, UserPublic};
+use crate::views::{ConversationView, MessageView, ReactionView, ReadStateView, UserPublic};
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -92,6 +92,39 @@ pub enum Event<'a> {
         from_user_id: Id,
         signal: &'a RawValue,
     },
+    // ---- read state, on user streams (beyond the reference) ----
+    /// To the reader's own devices: their read position moved (the counts
+    /// are as of that moment).
+    ConversationRead {
+        #[serde(flatten)]
+        state: &'a ReadStateView,
+    },
+    /// To the other members who take receipts: `user_id` has read up to
+    /// `last_read_seq`.
+    ReadReceipt {
+        conversation_id: Id,
+        user_id: Id,
+        last_read_seq: i64,
+        read_at: &'a str,
+    },
+    /// In a direct conversation, to the other member: `user_id`'s devices
+    /// received every message up to `last_delivered_seq`.
+    MessageDelivered {
+        conversation_id: Id,
+        user_id: Id,
+        last_delivered_seq: i64,
+    },
+    /// To a mentioned user (when a message mentions them, or an edit starts
+    /// to).
+    Mention {
+        conversation_id: Id,
+        message: &'a MessageView,
+    },
+    /// To a user a message no longer mentions (edited or deleted).
+    MentionRemoved {
+        conversation_id: Id,
+        message_id: Id,
+    },
 }
 
 impl Event<'_> {
@@ -117,8 +150,13 @@ impl super::Domain {
         });
     }
 
-    /// Publishes one event to several topics, serialized once.
+    /// Publishes one event to several topics, serialized once (not at all
+    /// for no topic).
     pub(super) fn publish_to(&self, topics: impl IntoIterator<Item = Topic>, event: Event<'_>) {
+        let mut topics = topics.into_iter().peekable();
+        if topics.peek().is_none() {
+            return;
+        }
         let payload = event.payload();
         for topic in topics {
             self.bus.publish(BusMessage::Event {

@@ -14,7 +14,15 @@ use crate::config::RateLimits;
 pub struct RateLimiter {
     auth: DefaultKeyedRateLimiter<IpAddr>,
     sends: DefaultKeyedRateLimiter<Id>,
+    /// `@channel` / `@here` per conversation.
+    broadcasts: DefaultKeyedRateLimiter<Id>,
 }
+
+/// `@channel` and `@here` mentions one conversation may take in a row; after
+/// that, one per [`BROADCAST_EVERY`]. They notify every member (or every one
+/// online), so they are admin-only and scarce.
+pub const BROADCAST_BURST: u32 = 2;
+pub const BROADCAST_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn non_zero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
@@ -26,10 +34,24 @@ impl RateLimiter {
         let sends = Quota::per_second(non_zero(limits.sends_per_second)).allow_burst(non_zero(
             limits.sends_per_second.saturating_add(limits.send_burst),
         ));
+        let broadcasts = Quota::with_period(BROADCAST_EVERY)
+            .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
+            .allow_burst(non_zero(BROADCAST_BURST));
         RateLimiter {
             auth: DefaultKeyedRateLimiter::keyed(auth),
             sends: DefaultKeyedRateLimiter::keyed(sends),
+            broadcasts: DefaultKeyedRateLimiter::keyed(broadcasts),
         }
+    }
+
+    /// One `@channel` / `@here` in the conversation.
+    pub fn check_broadcast(&self, conversation_id: Id) -> DomainResult<()> {
+        self.broadcasts.check_key(&conversation_id).map_err(|_| {
+            DomainError::RateLimited(
+                "Too many @channel or @here mentions in this conversation. Try again in a minute."
+                    .into(),
+            )
+        })
     }
 
     pub fn check_auth(&self, client: IpAddr) -> DomainResult<()> {
@@ -48,6 +70,7 @@ impl RateLimiter {
     pub fn forget_idle(&self) {
         self.auth.retain_recent();
         self.sends.retain_recent();
+        self.broadcasts.retain_recent();
     }
 }
 
@@ -74,5 +97,13 @@ mod tests {
         assert!(limiter.check_send(1).is_ok());
         assert!(limiter.check_send(1).is_err());
         assert!(limiter.check_send(2).is_ok());
+        for _ in 0..BROADCAST_BURST {
+            assert!(limiter.check_broadcast(9).is_ok());
+        }
+        assert!(matches!(
+            limiter.check_broadcast(9),
+            Err(DomainError::RateLimited(_))
+        ));
+        assert!(limiter.check_broadcast(10).is_ok());
     }
 }

@@ -8,6 +8,7 @@ use chatterly_store::{
 
 use super::auth::Identity;
 use super::events::Event;
+use super::mentions::minus;
 use super::validate::Errors;
 use super::{Domain, DomainError, DomainResult};
 use crate::bus::Topic;
@@ -46,6 +47,15 @@ impl Domain {
     fn check_content(&self, errors: &mut Errors, content: Option<&str>) {
         errors.required("Content", content);
         errors.max_chars("Content", content, self.limits.max_message_chars);
+    }
+
+    /// The users a message's mention rows name (no query for a message
+    /// without mentions).
+    async fn mentioned_by(&self, message: &Message) -> DomainResult<Vec<Id>> {
+        if message.mentions.is_empty() && message.broadcast.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.mention_recipients(message.id).await?)
     }
 
     /// A live (not deleted) message of this conversation.
@@ -101,7 +111,7 @@ impl Domain {
         conversation_id: Id,
         request: SendMessage,
     ) -> DomainResult<Sent> {
-        self.member_of(identity, conversation_id).await?;
+        let role = self.member_of(identity, conversation_id).await?;
         if let Some(rate) = &self.rate {
             rate.check_send(identity.user_id)?;
         }
@@ -139,6 +149,10 @@ impl Domain {
                 "validated message lost a field".into(),
             ));
         };
+        let mentions = self
+            .resolve_mentions(identity.user_id, role, conversation_id, &content, None)
+            .await?;
+        let notified = mentions.notified.clone();
         let inserted = self
             .store
             .insert_message(NewMessage {
@@ -149,6 +163,7 @@ impl Domain {
                 parent_message_id: request.parent_message_id,
                 call_session_id: None,
                 client_message_id: request.client_message_id,
+                mentions,
             })
             .await?;
         match inserted {
@@ -157,6 +172,13 @@ impl Domain {
                 self.publish(
                     Topic::Conversation(conversation_id),
                     Event::NewMessage { message: &view },
+                );
+                self.publish_to(
+                    notified.into_iter().map(Topic::User),
+                    Event::Mention {
+                        conversation_id,
+                        message: &view,
+                    },
                 );
                 Ok(Sent {
                     message: view,
@@ -185,7 +207,7 @@ impl Domain {
         message_id: Id,
         content: Option<String>,
     ) -> DomainResult<MessageView> {
-        self.member_of(identity, conversation_id).await?;
+        let role = self.member_of(identity, conversation_id).await?;
         let message = self.message_in(conversation_id, message_id).await?;
         if message.user_id != identity.user_id || message.kind == MessageKind::Call {
             return Err(DomainError::Forbidden);
@@ -194,14 +216,44 @@ impl Domain {
         self.check_content(&mut errors, content.as_deref());
         errors.into_result()?;
         let content = content.unwrap_or_default();
+        // The edit's mentions replace the old ones: the newly mentioned hear
+        // of it, those no longer mentioned lose it.
+        let before = self.mentioned_by(&message).await?;
+        let mentions = self
+            .resolve_mentions(
+                identity.user_id,
+                role,
+                conversation_id,
+                &content,
+                Some((&message, &before)),
+            )
+            .await?;
         let edited = self
             .store
-            .edit_message(message_id, &content, chatterly_store::now())
+            .edit_message(message_id, &content, &mentions, chatterly_store::now())
             .await?;
         let view = self.render_message(&edited).await?;
         self.publish(
             Topic::Conversation(conversation_id),
             Event::MessageEdited { message: &view },
+        );
+        self.publish_to(
+            minus(&mentions.notified, &before)
+                .into_iter()
+                .map(Topic::User),
+            Event::Mention {
+                conversation_id,
+                message: &view,
+            },
+        );
+        self.publish_to(
+            minus(&before, &mentions.notified)
+                .into_iter()
+                .map(Topic::User),
+            Event::MentionRemoved {
+                conversation_id,
+                message_id,
+            },
         );
         Ok(view)
     }
@@ -219,6 +271,7 @@ impl Domain {
         if message.user_id != identity.user_id && role != Role::Admin {
             return Err(DomainError::Forbidden);
         }
+        let mentioned = self.mentioned_by(&message).await?;
         self.store
             .soft_delete_message(message_id, chatterly_store::now())
             .await?;
@@ -227,6 +280,13 @@ impl Domain {
             Event::MessageDeleted {
                 message_id,
                 conversation_id,
+            },
+        );
+        self.publish_to(
+            mentioned.into_iter().map(Topic::User),
+            Event::MentionRemoved {
+                conversation_id,
+                message_id,
             },
         );
         Ok(())

@@ -10,11 +10,13 @@ mod calls;
 mod channels;
 mod conversations;
 mod error;
-mod events;
+pub mod events;
 pub mod jobs;
 mod limits;
 mod memberships;
+mod mentions;
 mod messages;
+mod read_state;
 #[cfg(test)]
 pub(crate) mod testing;
 mod validate;
@@ -30,7 +32,9 @@ pub use conversations::NewConversationRequest;
 pub use error::{DomainError, DomainResult};
 pub use limits::RateLimiter;
 pub use memberships::MembershipCache;
+pub use mentions::MENTIONS_MAX;
 pub use messages::{HistoryQuery, SendMessage, Sent};
+pub use read_state::LIVE_RECEIPTS_MAX_MEMBERS;
 
 use crate::bus::Bus;
 use crate::config::Limits;
@@ -166,19 +170,43 @@ impl Domain {
         UserPublic::new(user, self.online(user.id))
     }
 
+    /// The members of each conversation, rendered: the memberships in one
+    /// query, then each distinct user once (in a list of conversations the
+    /// same people recur).
+    async fn members_by_conversation(
+        &self,
+        ids: &[Id],
+    ) -> DomainResult<HashMap<Id, Vec<UserPublic>>> {
+        let pairs = self.store.member_ids_of(ids).await?;
+        let mut user_ids: Vec<Id> = pairs.iter().map(|(_, user_id)| *user_id).collect();
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let users: HashMap<Id, UserPublic> = self
+            .store
+            .users_by_ids(&user_ids)
+            .await?
+            .iter()
+            .map(|u| (u.id, self.user_public(u)))
+            .collect();
+        let mut by_conversation: HashMap<Id, Vec<UserPublic>> = HashMap::with_capacity(ids.len());
+        for (conversation_id, user_id) in &pairs {
+            // A user is never deleted; one missing here raced nothing.
+            if let Some(user) = users.get(user_id) {
+                by_conversation
+                    .entry(*conversation_id)
+                    .or_default()
+                    .push(user.clone());
+            }
+        }
+        Ok(by_conversation)
+    }
+
     async fn render_conversations(
         &self,
         conversations: &[Conversation],
     ) -> DomainResult<Vec<ConversationView>> {
         let ids: Vec<Id> = conversations.iter().map(|c| c.id).collect();
-        let members = self.store.members_of(&ids).await?;
-        let mut by_conversation: HashMap<Id, Vec<UserPublic>> = HashMap::with_capacity(ids.len());
-        for member in &members {
-            by_conversation
-                .entry(member.conversation_id)
-                .or_default()
-                .push(self.user_public(&member.user));
-        }
+        let mut by_conversation = self.members_by_conversation(&ids).await?;
         Ok(conversations
             .iter()
             .map(|c| ConversationView::new(c, by_conversation.remove(&c.id).unwrap_or_default()))

@@ -311,6 +311,23 @@ impl Params {
         }
     }
 
+    /// Absent or null → `None`; `true`/`false` → `Some`; anything else is a
+    /// 422.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, DomainError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(type_error(key, "true or false")),
+        }
+    }
+
+    /// An integer (a JSON number without a fraction, or a numeric string);
+    /// absent or null → `None`; anything else is a 422. Unlike [`Params::id`]
+    /// it may be zero or negative (the domain judges the value).
+    pub fn integer(&self, key: &str) -> Result<Option<i64>, DomainError> {
+        self.id(key)
+    }
+
     pub fn id(&self, key: &str) -> Result<Option<Id>, DomainError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),

@@ -7,7 +7,9 @@ mod conversations;
 mod error;
 pub mod extract;
 mod messages;
+mod read_state;
 mod users;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +30,14 @@ use crate::cable::{self, Cable};
 use crate::domain::Domain;
 
 pub use error::route_not_found;
+pub use web::ClientSettings;
 
 #[derive(Clone)]
 pub struct AppState {
     pub domain: Arc<Domain>,
     pub cable: Arc<Cable>,
+    /// What `GET /api/v1/client-config` tells clients (`--ice-servers`).
+    pub client: Arc<ClientSettings>,
 }
 
 #[derive(OpenApi)]
@@ -48,6 +53,8 @@ pub struct AppState {
         (name = "auth", description = "Register, login, logout (JWT in the Authorization header)"),
         (name = "users"), (name = "conversations"), (name = "messages"), (name = "reactions"),
         (name = "calls"), (name = "health"),
+        (name = "read state", description = "Read positions, unread and mention counts, read receipts, delivery, mentions"),
+        (name = "client", description = "What the web client (served at /) and other clients need to know"),
     )
 )]
 struct ApiDoc;
@@ -91,6 +98,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::decline))
         .routes(routes!(calls::end))
         .routes(routes!(calls::join))
+        .routes(routes!(read_state::mark_read))
+        .routes(routes!(read_state::mark_delivered))
+        .routes(routes!(read_state::receipts))
+        .routes(routes!(read_state::mentions))
+        .routes(routes!(web::client_config))
 }
 
 pub struct HttpOptions {
@@ -105,7 +117,7 @@ pub struct HttpOptions {
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let (api, spec) = api_routes().split_for_parts();
     let spec = Arc::new(spec);
-    let routes = api
+    let routes = web::mount(api)
         .route("/cable", axum::routing::get(cable::upgrade))
         .route(
             "/api/openapi.json",

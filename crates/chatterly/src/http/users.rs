@@ -57,6 +57,9 @@ pub async fn show(
 pub struct ProfileRequest {
     display_name: Option<String>,
     avatar_url: Option<String>,
+    /// Beyond the reference: `false` stops sending read receipts, and hides
+    /// other members' from this user.
+    read_receipts: Option<bool>,
 }
 
 /// Edit one's own profile (PATCH or PUT, contract 4.2).
@@ -65,7 +68,7 @@ pub struct ProfileRequest {
     params(("id" = i64, Path, description = "User id (must be the caller)")),
     request_body = ProfileRequest,
     responses((status = 200, description = "Bare UserWithEmail", body = UserWithEmail),
-              (status = 400, description = "Neither field present"),
+              (status = 400, description = "No field present"),
               (status = 403, description = "Not the caller's profile"),
               (status = 404, description = "No such user"),
               (status = 422, description = "Validation failed")))]
@@ -76,11 +79,12 @@ pub async fn update(
     body: JsonBody,
 ) -> DomainResult<Json<UserWithEmail>> {
     let id = ids.one()?;
-    let params = body.wrapped("user", &["display_name", "avatar_url"]);
+    let params = body.wrapped("user", &["display_name", "avatar_url", "read_receipts"]);
     let changes = match params {
         Ok(params) => ProfileChanges {
             display_name: params.nullable_string("display_name")?,
             avatar_url: params.nullable_string("avatar_url")?,
+            read_receipts: params.boolean("read_receipts")?,
         },
         // The domain answers 404/403 before complaining about the body.
         Err(_) => ProfileChanges::default(),

@@ -42,4 +42,5 @@ mod memberships;
 mod messages;
 mod persistence;
 mod reactions;
+mod read_state;
 mod users;

@@ -152,6 +152,32 @@ test("new_conversation reaches every member but the creator on UserChannel", asy
   );
 });
 
+test("a member added later gets new_conversation on UserChannel, with the history read", async (t) => {
+  const [alice, bob, erin] = await Promise.all([
+    register("add_alice"),
+    register("add_bob"),
+    register("add_erin"),
+  ]);
+  const conversation = await createGroup(alice, "Added later", [bob]);
+  await sendMessage(alice, conversation, "before erin joined");
+  const erinSide = await connectAndSubscribe(t, erin.token, { channel: "UserChannel" });
+  const bobSide = await connectAndSubscribe(t, bob.token, { channel: "UserChannel" });
+  await expectApi(201, "POST", `/api/v1/conversations/${conversation}/memberships`, {
+    token: alice.token,
+    body: { user_id: erin.id },
+  });
+  const event = await erinSide.sub.next((m) => m.type === "new_conversation");
+  assert.equal(event.conversation.id, conversation);
+  assert.equal(event.conversation.member_count, 3);
+  assert.ok(event.conversation.members.some((m) => m.id === erin.id));
+  // Rendered for erin: what was said before she joined is not unread.
+  assert.equal(event.conversation.unread_count, 0);
+  assert.equal(event.conversation.last_read_seq, 1);
+  // Only the added person is told; existing members get member_joined on
+  // the conversation stream instead.
+  await bobSide.sub.messages.none((m) => m.type === "new_conversation", 300, { what: "new_conversation for bob" });
+});
+
 test("a removed member stops receiving the conversation's events at once", async (t) => {
   const [alice, bob, carol] = await Promise.all([
     register("rm_alice"),

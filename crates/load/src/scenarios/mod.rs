@@ -8,6 +8,7 @@
 //! [`crate::report::Report`]. Adding one means a module here, an args struct
 //! and a variant in [`crate::cli::ScenarioCommand`], and a line in `main`.
 
+pub mod conversation_list;
 pub mod dial;
 pub mod fanout;
 pub mod idle_sockets;

@@ -73,6 +73,7 @@ pub async fn run(ctx: &Ctx, args: &RestReadArgs) -> Result<Report> {
     let date = crate::now_rfc3339();
     let budget = Budget::new(args.run.duration(), args.run.requests, ctx.stop.clone());
     let progress = Progress::start("rest-read", live.clone(), args.run.duration(), ctx.chatty);
+    let cpu = crate::report::CpuMeter::start(args.cpu.server_pid);
     let start = Instant::now();
     let results = run_workers(args.run.workers(), |w| {
         let api = api.clone();
@@ -82,6 +83,7 @@ pub async fn run(ctx: &Ctx, args: &RestReadArgs) -> Result<Report> {
     })
     .await?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu.finish();
     progress.finish().await;
 
     let mut per_op: [Recorder; 3] = Default::default();
@@ -115,6 +117,7 @@ pub async fn run(ctx: &Ctx, args: &RestReadArgs) -> Result<Report> {
             "history fits on one page: no cursor requests were made (seed more messages)".into(),
         );
     }
+    report.cpu = cpu.map(|c| c.per_request(report.requests));
     Ok(report)
 }
 

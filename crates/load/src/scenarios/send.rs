@@ -110,6 +110,7 @@ pub async fn run(ctx: &Ctx, args: &SendArgs) -> Result<Report> {
         senders: senders as u64,
     });
     let progress = Progress::start("send", live.clone(), args.run.duration(), ctx.chatty);
+    let cpu = crate::report::CpuMeter::start(args.cpu.server_pid);
     let start = Instant::now();
     let content_len = args.content_bytes as usize;
     let results = run_workers(senders, |s| {
@@ -127,6 +128,7 @@ pub async fn run(ctx: &Ctx, args: &SendArgs) -> Result<Report> {
     })
     .await?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu.finish();
     progress.finish().await;
 
     let mut latency = Recorder::default();
@@ -197,6 +199,7 @@ pub async fn run(ctx: &Ctx, args: &SendArgs) -> Result<Report> {
             .await?;
         report.verification = Some(Verification::new(checks));
     }
+    report.cpu = cpu.map(|c| c.per_request(report.requests));
     Ok(report)
 }
 

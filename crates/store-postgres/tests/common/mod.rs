@@ -197,6 +197,7 @@ pub fn text(conversation_id: Id, user_id: Id, content: &str) -> NewMessage {
         parent_message_id: None,
         call_session_id: None,
         client_message_id: None,
+        mentions: Default::default(),
     }
 }
 

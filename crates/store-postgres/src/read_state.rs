@@ -1,0 +1,422 @@
+//! Read state (members' read and delivered positions) and mentions.
+//!
+//! # Counting without scanning history
+//!
+//! A send moves its sender's own read position to the new message, in the
+//! sending statement (`sends.rs`), so no message after a member's
+//! `last_read_seq` is their own. The unread count is therefore
+//! `last_seq - last_read_seq` minus the deleted messages after the position,
+//! and those are counted in `message_deletions` (a small unpartitioned table
+//! of (conversation, seq), written by the soft delete in the same statement):
+//! a range that is nearly always empty. Mentions after the position are a
+//! range of `mentions (user_id, conversation_id, seq)`. Both are skipped when
+//! nothing lies after the position. Positions, `last_seq` and counts come
+//! from one statement, so one snapshot.
+//!
+//! The newest live message is a point lookup of (conversation, `last_seq`),
+//! pruned at run time to one partition by `created_at = last_activity_at` (a
+//! send writes both from one value), inside the same statement; only when
+//! that message is deleted does a second query walk back. Run-time pruning
+//! costs a few microseconds per row on top of the index probe (it grows
+//! slowly with the number of partitions), and stays the cheapest of the
+//! ways tried: one statement per month pays planning over every partition,
+//! and a statement naming each month's partition costs as much per probe
+//! (see BENCHMARKS.md).
+//!
+//! # Marking
+//!
+//! One transaction: the membership row is locked first (`FOR UPDATE`), then
+//! a second statement, with a snapshot taken after the lock was granted,
+//! checks the target against `last_seq`, moves the positions forward and
+//! counts. Concurrent sends by the same member (which move the same row in
+//! their statement) are ordered by that lock; the second statement sees
+//! whatever they committed, so the counts it returns are exact.
+
+use chatterly_store::{
+    millis, ConversationKind, Id, InboxEntry, MarkKind, Marked, Mentions, Message, ReadState,
+    Receipt, StoreError, StoreResult, Timestamp,
+};
+use sqlx::PgPool;
+
+use crate::error::backend;
+use crate::rows::{convert_all, message_columns, InboxRow, MessageRow, ReceiptRow};
+
+/// The inbox columns and joins; a `WHERE` follows. The `LIMIT 1` keeps the
+/// planner from flattening the newest-message lookup into a join with all of
+/// `messages` (a scan of every partition): as a parameterised subquery it is
+/// one index probe per row, in the one partition run-time pruning leaves.
+macro_rules! inbox_select {
+    () => {
+        "SELECT c.id, c.kind, c.name, c.description, c.created_by_id, c.created_at,
+                c.last_seq, c.last_activity_at,
+                m.user_id, m.last_read_seq, m.read_at, m.last_delivered_seq,
+                CASE WHEN c.last_seq > m.last_read_seq THEN
+                    (SELECT count(*) FROM message_deletions d
+                     WHERE d.conversation_id = c.id AND d.seq > m.last_read_seq)
+                ELSE 0 END AS deleted_after,
+                CASE WHEN c.last_seq > m.last_read_seq THEN
+                    (SELECT count(*) FROM mentions x
+                     WHERE x.user_id = m.user_id AND x.conversation_id = c.id
+                       AND x.seq > m.last_read_seq)
+                ELSE 0 END AS mentions_after,
+                l.id AS l_id, l.conversation_id AS l_conversation_id, l.user_id AS l_user_id,
+                l.seq AS l_seq, l.content AS l_content, l.kind AS l_kind,
+                l.parent_message_id AS l_parent_message_id,
+                l.call_session_id AS l_call_session_id,
+                l.client_message_id AS l_client_message_id, l.created_at AS l_created_at,
+                l.edited_at AS l_edited_at, l.deleted_at AS l_deleted_at,
+                l.mentions AS l_mentions, l.broadcast AS l_broadcast
+         FROM conversation_members m
+         JOIN conversations c ON c.id = m.conversation_id
+         LEFT JOIN LATERAL (
+             SELECT * FROM messages
+             WHERE conversation_id = c.id AND seq = c.last_seq
+               AND created_at = c.last_activity_at AND deleted_at IS NULL
+             LIMIT 1
+         ) l ON true"
+    };
+}
+
+/// The newest live message of each conversation whose newest message is
+/// deleted (rare): a walk back per conversation.
+async fn fill_latest(pool: &PgPool, entries: &mut [InboxEntry]) -> StoreResult<()> {
+    let missing: Vec<Id> = entries
+        .iter()
+        .filter(|e| e.latest.is_none() && e.conversation.last_seq > 0)
+        .map(|e| e.conversation.id)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "SELECT l.* FROM unnest($1::bigint[]) AS t (id)
+         CROSS JOIN LATERAL (
+             SELECT ",
+        message_columns!(),
+        " FROM messages
+             WHERE conversation_id = t.id AND deleted_at IS NULL
+             ORDER BY seq DESC LIMIT 1
+         ) l"
+    ))
+    .bind(&missing)
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    let found: Vec<Message> = convert_all(rows)?;
+    for message in found {
+        if let Some(entry) = entries
+            .iter_mut()
+            .find(|e| e.conversation.id == message.conversation_id)
+        {
+            entry.latest = Some(message);
+        }
+    }
+    Ok(())
+}
+
+/// A member's whole inbox (`$1` the user id). Public for the tests that
+/// check its plan.
+pub const INBOX_QUERY: &str = concat!(
+    inbox_select!(),
+    " WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC"
+);
+
+pub(crate) async fn inbox(pool: &PgPool, user_id: Id) -> StoreResult<Vec<InboxEntry>> {
+    let rows: Vec<InboxRow> = sqlx::query_as(INBOX_QUERY)
+        .bind(user_id)
+        .fetch_all(pool)
+        .await
+        .map_err(backend)?;
+    let mut entries: Vec<InboxEntry> = convert_all(rows)?;
+    fill_latest(pool, &mut entries).await?;
+    Ok(entries)
+}
+
+pub(crate) async fn inbox_entry(
+    pool: &PgPool,
+    conversation_id: Id,
+    user_id: Id,
+) -> StoreResult<Option<InboxEntry>> {
+    let row: Option<InboxRow> = sqlx::query_as(concat!(
+        inbox_select!(),
+        " WHERE m.user_id = $1 AND m.conversation_id = $2"
+    ))
+    .bind(user_id)
+    .bind(conversation_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut entries = [InboxEntry::try_from(row)?];
+    fill_latest(pool, &mut entries).await?;
+    let [entry] = entries;
+    Ok(Some(entry))
+}
+
+/// The outcome row of a mark's second statement.
+#[derive(sqlx::FromRow)]
+struct MarkRow {
+    kind: i16,
+    last_seq: i64,
+    target: i64,
+    last_read_seq: i64,
+    read_at: Option<Timestamp>,
+    last_delivered_seq: i64,
+    deleted_after: i64,
+    mentions_after: i64,
+}
+
+pub(crate) async fn mark(
+    pool: &PgPool,
+    conversation_id: Id,
+    user_id: Id,
+    kind: MarkKind,
+    seq: Option<i64>,
+    now: Timestamp,
+) -> StoreResult<Marked> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let before: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT last_read_seq, last_delivered_seq FROM conversation_members
+         WHERE conversation_id = $1 AND user_id = $2
+         FOR UPDATE",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let Some((read_before, delivered_before)) = before else {
+        return Err(StoreError::NotFound);
+    };
+    // A new snapshot, taken now that the row is ours: it sees every send
+    // that moved this row before us, and the last_seq that goes with it.
+    let row: Option<MarkRow> = sqlx::query_as(
+        "WITH c AS (
+             SELECT id, kind, last_seq, COALESCE($3, last_seq) AS target
+             FROM conversations WHERE id = $1
+         ), moved AS (
+             UPDATE conversation_members m
+             SET last_read_seq = CASE WHEN $4 THEN GREATEST(m.last_read_seq, c.target)
+                                      ELSE m.last_read_seq END,
+                 read_at = CASE WHEN $4 AND c.target > m.last_read_seq THEN $5
+                                ELSE m.read_at END,
+                 last_delivered_seq = GREATEST(m.last_delivered_seq, c.target)
+             FROM c
+             WHERE m.conversation_id = $1 AND m.user_id = $2 AND c.target <= c.last_seq
+               AND (($4 AND c.target > m.last_read_seq) OR c.target > m.last_delivered_seq)
+             RETURNING m.last_read_seq, m.read_at, m.last_delivered_seq
+         ), now_ AS (
+             SELECT COALESCE(moved.last_read_seq, m.last_read_seq) AS last_read_seq,
+                    CASE WHEN moved.last_read_seq IS NULL THEN m.read_at
+                         ELSE moved.read_at END AS read_at,
+                    COALESCE(moved.last_delivered_seq, m.last_delivered_seq)
+                        AS last_delivered_seq
+             FROM conversation_members m LEFT JOIN moved ON true
+             WHERE m.conversation_id = $1 AND m.user_id = $2
+         )
+         SELECT c.kind, c.last_seq, c.target, now_.last_read_seq, now_.read_at,
+                now_.last_delivered_seq,
+                (SELECT count(*) FROM message_deletions d
+                 WHERE d.conversation_id = $1 AND d.seq > now_.last_read_seq) AS deleted_after,
+                (SELECT count(*) FROM mentions x
+                 WHERE x.user_id = $2 AND x.conversation_id = $1
+                   AND x.seq > now_.last_read_seq) AS mentions_after
+         FROM c, now_",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .bind(seq)
+    .bind(kind == MarkKind::Read)
+    .bind(millis(now))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        // The conversation went away meanwhile.
+        return Err(StoreError::NotFound);
+    };
+    if row.target > row.last_seq {
+        return Ok(Marked::Beyond {
+            last_seq: row.last_seq,
+        });
+    }
+    tx.commit().await.map_err(backend)?;
+    let conversation_kind = ConversationKind::from_i16(row.kind).ok_or_else(|| {
+        StoreError::Backend(format!(
+            "unknown conversation kind {} in the database",
+            row.kind
+        ))
+    })?;
+    Ok(Marked::Applied {
+        state: ReadState {
+            conversation_id,
+            user_id,
+            last_read_seq: row.last_read_seq,
+            read_at: row.read_at.map(millis),
+            last_delivered_seq: row.last_delivered_seq,
+            last_seq: row.last_seq,
+            unread_count: (row.last_seq - row.last_read_seq - row.deleted_after).max(0),
+            mention_count: row.mentions_after,
+        },
+        kind: conversation_kind,
+        read_moved: row.last_read_seq > read_before,
+        delivered_moved: row.last_delivered_seq > delivered_before,
+    })
+}
+
+pub(crate) async fn receipts(
+    pool: &PgPool,
+    conversation_id: Id,
+    limit: Option<u32>,
+) -> StoreResult<Vec<Receipt>> {
+    let rows: Vec<ReceiptRow> = sqlx::query_as(
+        "SELECT m.user_id, m.last_read_seq, m.read_at, m.last_delivered_seq, u.read_receipts
+         FROM conversation_members m JOIN users u ON u.id = m.user_id
+         WHERE m.conversation_id = $1
+         ORDER BY m.user_id
+         LIMIT $2",
+    )
+    .bind(conversation_id)
+    .bind(limit.map(i64::from))
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    Ok(rows.into_iter().map(Receipt::from).collect())
+}
+
+pub(crate) async fn members_named(
+    pool: &PgPool,
+    conversation_id: Id,
+    usernames: &[String],
+) -> StoreResult<Vec<(Id, String)>> {
+    if usernames.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT u.id, u.username FROM users u
+         JOIN conversation_members m ON m.user_id = u.id AND m.conversation_id = $1
+         WHERE u.username = ANY($2)
+         ORDER BY u.id",
+    )
+    .bind(conversation_id)
+    .bind(usernames)
+    .fetch_all(pool)
+    .await
+    .map_err(backend)
+}
+
+pub(crate) async fn mention_recipients(pool: &PgPool, message_id: Id) -> StoreResult<Vec<Id>> {
+    sqlx::query_scalar("SELECT user_id FROM mentions WHERE message_id = $1 ORDER BY user_id")
+        .bind(message_id)
+        .fetch_all(pool)
+        .await
+        .map_err(backend)
+}
+
+pub(crate) async fn mentions_for(
+    pool: &PgPool,
+    user_id: Id,
+    before_id: Option<Id>,
+    limit: u32,
+) -> StoreResult<Vec<Message>> {
+    // Newest first along the primary key (user_id, message_id), skipping the
+    // conversations the user left; each message found by its full key (one
+    // partition).
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "SELECT msg.* FROM (
+             SELECT x.message_id, x.message_created_at FROM mentions x
+             JOIN conversation_members m
+               ON m.conversation_id = x.conversation_id AND m.user_id = x.user_id
+             WHERE x.user_id = $1 AND x.message_id < $2
+             ORDER BY x.message_id DESC
+             LIMIT $3
+         ) x
+         CROSS JOIN LATERAL (
+             SELECT ",
+        message_columns!(),
+        " FROM messages
+             WHERE id = x.message_id AND created_at = x.message_created_at
+               AND deleted_at IS NULL
+         ) msg
+         ORDER BY msg.id DESC"
+    ))
+    .bind(user_id)
+    .bind(before_id.unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    convert_all(rows)
+}
+
+pub(crate) async fn edit_message(
+    pool: &PgPool,
+    id: Id,
+    content: &str,
+    mentions: &Mentions,
+    now: Timestamp,
+) -> StoreResult<Message> {
+    // One statement. The rows that stay are left alone (deleting and
+    // re-inserting one row in sibling CTEs would lose it: both see the
+    // statement's snapshot).
+    let row: Option<MessageRow> = sqlx::query_as(concat!(
+        "WITH edited AS (
+             UPDATE messages
+             SET content = $2, edited_at = $3, updated_at = $3, mentions = $4, broadcast = $5
+             WHERE id = $1 AND deleted_at IS NULL
+             RETURNING ",
+        message_columns!(),
+        "
+         ), gone AS (
+             DELETE FROM mentions
+             WHERE message_id IN (SELECT id FROM edited) AND NOT (user_id = ANY($6))
+         ), added AS (
+             INSERT INTO mentions (user_id, message_id, message_created_at, conversation_id, seq)
+             SELECT u.id, edited.id, edited.created_at, edited.conversation_id, edited.seq
+             FROM edited, users u
+             WHERE u.id = ANY($6)
+             ON CONFLICT (user_id, message_id) DO NOTHING
+         )
+         SELECT * FROM edited"
+    ))
+    .bind(id)
+    .bind(content)
+    .bind(millis(now))
+    .bind((!mentions.user_ids.is_empty()).then_some(&mentions.user_ids))
+    .bind(mentions.broadcast.map(|b| b.as_i16()))
+    .bind(&mentions.notified)
+    .fetch_optional(pool)
+    .await
+    .map_err(backend)?;
+    row.ok_or(StoreError::NotFound)?.try_into()
+}
+
+pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -> StoreResult<()> {
+    // One statement: the deletion, its entry for the unread count, and the
+    // end of its mentions.
+    let deleted: i64 = sqlx::query_scalar(
+        "WITH deleted AS (
+             UPDATE messages SET deleted_at = $2, updated_at = $2
+             WHERE id = $1 AND deleted_at IS NULL
+             RETURNING id, conversation_id, seq
+         ), counted AS (
+             INSERT INTO message_deletions (conversation_id, seq)
+             SELECT conversation_id, seq FROM deleted
+             ON CONFLICT DO NOTHING
+         ), unmentioned AS (
+             DELETE FROM mentions WHERE message_id IN (SELECT id FROM deleted)
+         )
+         SELECT count(*) FROM deleted",
+    )
+    .bind(id)
+    .bind(millis(now))
+    .fetch_one(pool)
+    .await
+    .map_err(backend)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

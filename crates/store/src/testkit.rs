@@ -1,0 +1,683 @@
+//! Store-level checks written once and run by each backend's tests (feature
+//! `testkit`, enabled only for their dev builds): read state, counts and
+//! mentions. Each check takes a freshly migrated, empty store and panics on
+//! a failure. Sequential only (no runtime here); each backend adds its own
+//! concurrency tests.
+
+use crate::{
+    Broadcast, ConversationKind, Id, InboxEntry, Inserted, MarkKind, Marked, Mentions, Message,
+    MessageKind, NewConversation, NewMessage, NewUser, ProfileUpdate, ReadState, Role, Store,
+    StoreError,
+};
+
+async fn user(store: &dyn Store, name: &str) -> Id {
+    store
+        .create_user(NewUser {
+            email: format!("{name}@example.test"),
+            username: name.to_owned(),
+            display_name: None,
+            password_hash: "$argon2id$test".to_owned(),
+        })
+        .await
+        .expect("create_user")
+        .id
+}
+
+async fn conversation(store: &dyn Store, kind: ConversationKind, creator: Id, others: &[Id]) -> Id {
+    store
+        .create_conversation(NewConversation {
+            kind,
+            name: Some("room".to_owned()),
+            description: None,
+            created_by_id: creator,
+            member_ids: others.to_vec(),
+        })
+        .await
+        .expect("create_conversation")
+        .0
+        .id
+}
+
+fn text(conversation_id: Id, user_id: Id, content: &str) -> NewMessage {
+    NewMessage {
+        conversation_id,
+        user_id,
+        content: content.to_owned(),
+        kind: MessageKind::Text,
+        parent_message_id: None,
+        call_session_id: None,
+        client_message_id: None,
+        mentions: Mentions::default(),
+    }
+}
+
+/// Sends a text message; returns it.
+pub async fn send(store: &dyn Store, conversation_id: Id, user_id: Id, content: &str) -> Message {
+    send_mentioning(
+        store,
+        conversation_id,
+        user_id,
+        content,
+        Mentions::default(),
+    )
+    .await
+}
+
+async fn send_mentioning(
+    store: &dyn Store,
+    conversation_id: Id,
+    user_id: Id,
+    content: &str,
+    mentions: Mentions,
+) -> Message {
+    match store
+        .insert_message(NewMessage {
+            mentions,
+            ..text(conversation_id, user_id, content)
+        })
+        .await
+        .expect("insert_message")
+    {
+        Inserted::Created(m) => m,
+        Inserted::Existing(m) => panic!("expected a new message, got {m:?}"),
+    }
+}
+
+fn named(ids: &[Id]) -> Mentions {
+    Mentions {
+        user_ids: ids.to_vec(),
+        broadcast: None,
+        notified: ids.to_vec(),
+    }
+}
+
+/// The unread count the slow way: every message after the member's position
+/// read back through history (which skips deleted ones), minus their own.
+pub async fn unread_by_scanning(store: &dyn Store, conversation_id: Id, user_id: Id) -> i64 {
+    let position = state(store, conversation_id, user_id).await.last_read_seq;
+    let mut after = position;
+    let mut count = 0;
+    loop {
+        let page = store
+            .history(
+                conversation_id,
+                crate::HistoryPage::AfterSeq {
+                    after_seq: after,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("history");
+        let Some(last) = page.last() else {
+            return count;
+        };
+        after = last.seq;
+        count += page.iter().filter(|m| m.user_id != user_id).count() as i64;
+    }
+}
+
+/// The member's row of the inbox, read back.
+pub async fn state(store: &dyn Store, conversation_id: Id, user_id: Id) -> ReadState {
+    store
+        .inbox_entry(conversation_id, user_id)
+        .await
+        .expect("inbox_entry")
+        .unwrap_or_else(|| panic!("user {user_id} is a member of {conversation_id}"))
+        .read
+}
+
+async fn mark(
+    store: &dyn Store,
+    conversation_id: Id,
+    user_id: Id,
+    kind: MarkKind,
+    seq: Option<i64>,
+) -> Marked {
+    store
+        .mark(conversation_id, user_id, kind, seq, crate::now())
+        .await
+        .expect("mark")
+}
+
+fn applied(marked: Marked) -> (ReadState, bool, bool) {
+    match marked {
+        Marked::Applied {
+            state,
+            read_moved,
+            delivered_moved,
+            ..
+        } => (state, read_moved, delivered_moved),
+        other => panic!("expected the mark to apply, got {other:?}"),
+    }
+}
+
+/// Sending moves the sender's own position to the new message: one's own
+/// messages never count, and a reply marks what came before as read.
+pub async fn own_messages_never_count(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let c = conversation(store, ConversationKind::Group, alice, &[bob]).await;
+
+    for member in [alice, bob] {
+        let s = state(store, c, member).await;
+        assert_eq!((s.last_read_seq, s.unread_count, s.last_seq), (0, 0, 0));
+    }
+    for i in 0..3 {
+        send(store, c, alice, &format!("a{i}")).await;
+    }
+    let a = state(store, c, alice).await;
+    assert_eq!(
+        (a.last_read_seq, a.unread_count),
+        (3, 0),
+        "own messages are read"
+    );
+    assert_eq!(a.last_delivered_seq, 3);
+    assert!(a.read_at.is_some());
+    let b = state(store, c, bob).await;
+    assert_eq!((b.last_read_seq, b.unread_count, b.last_seq), (0, 3, 3));
+
+    // Bob replies: what he answered is read for him; alice has one unread.
+    send(store, c, bob, "b").await;
+    let b = state(store, c, bob).await;
+    assert_eq!((b.last_read_seq, b.unread_count), (4, 0));
+    let a = state(store, c, alice).await;
+    assert_eq!((a.last_read_seq, a.unread_count), (3, 1));
+
+    // A repeated idempotent send moves nothing.
+    let keyed = NewMessage {
+        client_message_id: Some("k1".into()),
+        ..text(c, alice, "keyed")
+    };
+    store.insert_message(keyed.clone()).await.expect("send");
+    let again = store.insert_message(keyed).await.expect("repeat");
+    assert!(matches!(again, Inserted::Existing(_)));
+    let b = state(store, c, bob).await;
+    assert_eq!((b.last_seq, b.unread_count), (5, 1));
+    let a = state(store, c, alice).await;
+    assert_eq!((a.last_read_seq, a.unread_count), (5, 0));
+}
+
+/// Deleted messages after the position leave the count; before it (or one's
+/// own) they change nothing. Edits change nothing.
+pub async fn deleted_and_edited_messages(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let c = conversation(store, ConversationKind::Group, alice, &[bob]).await;
+    let m1 = send(store, c, alice, "one").await;
+    let m2 = send(store, c, alice, "two").await;
+    let m3 = send(store, c, alice, "three").await;
+    assert_eq!(state(store, c, bob).await.unread_count, 3);
+
+    store
+        .edit_message(m2.id, "two, edited", &Mentions::default(), crate::now())
+        .await
+        .expect("edit");
+    assert_eq!(
+        state(store, c, bob).await.unread_count,
+        3,
+        "an edit is no new message"
+    );
+
+    store
+        .soft_delete_message(m2.id, crate::now())
+        .await
+        .expect("delete");
+    assert_eq!(state(store, c, bob).await.unread_count, 2);
+    assert_eq!(state(store, c, alice).await.unread_count, 0);
+
+    applied(mark(store, c, bob, MarkKind::Read, Some(m1.seq)).await);
+    let b = state(store, c, bob).await;
+    assert_eq!(
+        (b.last_read_seq, b.unread_count),
+        (1, 1),
+        "m3 only (m2 deleted)"
+    );
+    // A deletion at or before the position changes nothing.
+    store
+        .soft_delete_message(m1.id, crate::now())
+        .await
+        .expect("delete");
+    assert_eq!(state(store, c, bob).await.unread_count, 1);
+    store
+        .soft_delete_message(m3.id, crate::now())
+        .await
+        .expect("delete");
+    let b = state(store, c, bob).await;
+    assert_eq!((b.unread_count, b.last_seq), (0, 3));
+    assert!(matches!(
+        store.soft_delete_message(m3.id, crate::now()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        state(store, c, bob).await.unread_count,
+        0,
+        "deleting twice counts once"
+    );
+}
+
+/// Marks move forward only, are idempotent, refuse a seq past the end (with
+/// nothing written) and non-members; read implies delivered.
+pub async fn marks_move_forward_only(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let eve = user(store, "eve").await;
+    let c = conversation(store, ConversationKind::Direct, alice, &[bob]).await;
+    for i in 0..5 {
+        send(store, c, alice, &format!("m{i}")).await;
+    }
+
+    let (s, read_moved, delivered_moved) =
+        applied(mark(store, c, bob, MarkKind::Delivered, Some(4)).await);
+    assert!(!read_moved && delivered_moved);
+    assert_eq!(
+        (s.last_read_seq, s.last_delivered_seq, s.unread_count),
+        (0, 4, 5)
+    );
+    assert!(s.read_at.is_none());
+
+    let (s, read_moved, delivered_moved) =
+        applied(mark(store, c, bob, MarkKind::Read, Some(3)).await);
+    assert!(
+        read_moved && !delivered_moved,
+        "delivered was already past 3"
+    );
+    assert_eq!(
+        (s.last_read_seq, s.last_delivered_seq, s.unread_count),
+        (3, 4, 2)
+    );
+    assert_eq!(s.last_seq, 5);
+    assert!(s.read_at.is_some());
+    let read_at = s.read_at;
+
+    // Backwards and repeats change nothing.
+    for seq in [Some(3), Some(1), Some(0)] {
+        let (s, read_moved, delivered_moved) =
+            applied(mark(store, c, bob, MarkKind::Read, seq).await);
+        assert!(!read_moved && !delivered_moved);
+        assert_eq!(
+            (s.last_read_seq, s.unread_count, s.read_at),
+            (3, 2, read_at)
+        );
+    }
+    let (s, _, delivered_moved) = applied(mark(store, c, bob, MarkKind::Delivered, Some(2)).await);
+    assert!(!delivered_moved);
+    assert_eq!(s.last_delivered_seq, 4);
+
+    // Past the end: refused, nothing written.
+    assert_eq!(
+        mark(store, c, bob, MarkKind::Read, Some(6)).await,
+        Marked::Beyond { last_seq: 5 }
+    );
+    assert_eq!(
+        mark(store, c, bob, MarkKind::Delivered, Some(99)).await,
+        Marked::Beyond { last_seq: 5 }
+    );
+    let s = state(store, c, bob).await;
+    assert_eq!((s.last_read_seq, s.last_delivered_seq), (3, 4));
+
+    // No seq: up to the newest message; read moves delivered along.
+    let (s, read_moved, delivered_moved) = applied(mark(store, c, bob, MarkKind::Read, None).await);
+    assert!(read_moved && delivered_moved);
+    assert_eq!(
+        (s.last_read_seq, s.last_delivered_seq, s.unread_count),
+        (5, 5, 0)
+    );
+    match mark(store, c, bob, MarkKind::Read, None).await {
+        Marked::Applied {
+            kind, read_moved, ..
+        } => {
+            assert_eq!(kind, ConversationKind::Direct);
+            assert!(!read_moved, "idempotent");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Not a member, or no such conversation.
+    for (conversation, member) in [(c, eve), (9_999, bob)] {
+        assert!(matches!(
+            store
+                .mark(conversation, member, MarkKind::Read, Some(1), crate::now())
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    assert!(store.inbox_entry(c, eve).await.expect("read").is_none());
+}
+
+/// A member added later starts with the history before them read.
+pub async fn new_members_start_caught_up(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let carol = user(store, "carol").await;
+    let c = conversation(store, ConversationKind::Group, alice, &[]).await;
+    for i in 0..4 {
+        send(store, c, alice, &format!("m{i}")).await;
+    }
+    store.add_member(c, carol, Role::Member).await.expect("add");
+    let s = state(store, c, carol).await;
+    assert_eq!(
+        (s.last_read_seq, s.last_delivered_seq, s.unread_count),
+        (4, 4, 0)
+    );
+    send(store, c, alice, "after").await;
+    assert_eq!(state(store, c, carol).await.unread_count, 1);
+    assert!(matches!(
+        store.add_member(9_999, carol, Role::Member).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.add_member(c, carol, Role::Member).await,
+        Err(StoreError::Conflict(crate::CONFLICT_MEMBER))
+    ));
+}
+
+/// Mention rows: counted after the position, listed newest first, replaced
+/// by edits, removed by deletes, hidden once the user leaves.
+pub async fn mentions_count_list_edit_and_delete(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let dave = user(store, "dave").await;
+    let c = conversation(store, ConversationKind::Group, alice, &[bob, carol]).await;
+    let other = conversation(store, ConversationKind::Group, alice, &[bob]).await;
+
+    // members_named: members only, by id.
+    let names = vec![
+        "carol".to_owned(),
+        "bob".to_owned(),
+        "dave".to_owned(),
+        "nobody".to_owned(),
+    ];
+    assert_eq!(
+        store.members_named(c, &names).await.expect("named"),
+        vec![(bob, "bob".to_owned()), (carol, "carol".to_owned())]
+    );
+    assert!(store.members_named(c, &[]).await.expect("named").is_empty());
+
+    let m1 = send_mentioning(store, c, alice, "@bob hi", named(&[bob])).await;
+    assert_eq!(m1.mentions, vec![bob]);
+    assert_eq!(m1.broadcast, None);
+    let m2 = send(store, c, alice, "plain").await;
+    let m3 = send_mentioning(
+        store,
+        c,
+        alice,
+        "@here @carol",
+        Mentions {
+            user_ids: vec![carol],
+            broadcast: Some(Broadcast::Here),
+            notified: vec![bob, carol],
+        },
+    )
+    .await;
+    let m4 = send_mentioning(store, other, alice, "@bob there", named(&[bob])).await;
+    // As read back.
+    let read = store.message_by_id(m3.id).await.expect("read").expect("m3");
+    assert_eq!(
+        (read.mentions, read.broadcast),
+        (vec![carol], Some(Broadcast::Here))
+    );
+    assert_eq!(
+        store.mention_recipients(m3.id).await.expect("recipients"),
+        vec![bob, carol]
+    );
+    assert!(store
+        .mention_recipients(m2.id)
+        .await
+        .expect("recipients")
+        .is_empty());
+
+    let b = state(store, c, bob).await;
+    assert_eq!((b.unread_count, b.mention_count), (3, 2));
+    assert_eq!(state(store, c, carol).await.mention_count, 1);
+    assert_eq!(state(store, c, alice).await.mention_count, 0);
+
+    // The list: newest first, across conversations, paged by id.
+    let ids = |ms: Vec<Message>| ms.iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.mentions_for(bob, None, 10).await.expect("list")),
+        vec![m4.id, m3.id, m1.id]
+    );
+    let page = store.mentions_for(bob, None, 2).await.expect("list");
+    assert_eq!(ids(page.clone()), vec![m4.id, m3.id]);
+    assert_eq!(
+        ids(store
+            .mentions_for(bob, Some(page[1].id), 2)
+            .await
+            .expect("list")),
+        vec![m1.id]
+    );
+
+    // Reading past a mention stops counting it (the row stays listed).
+    applied(mark(store, c, bob, MarkKind::Read, Some(m1.seq)).await);
+    let b = state(store, c, bob).await;
+    assert_eq!((b.unread_count, b.mention_count), (2, 1));
+
+    // An edit replaces the rows: bob out, dave (say the domain resolved him)
+    // in.
+    let edited = store
+        .edit_message(m3.id, "@carol only", &named(&[carol, dave]), crate::now())
+        .await
+        .expect("edit");
+    assert_eq!(
+        (edited.mentions.clone(), edited.broadcast),
+        (vec![carol, dave], None)
+    );
+    assert_eq!(
+        store.mention_recipients(m3.id).await.expect("recipients"),
+        vec![carol, dave]
+    );
+    assert_eq!(state(store, c, bob).await.mention_count, 0);
+    assert_eq!(state(store, c, carol).await.mention_count, 1);
+    // An edit that keeps a row keeps it.
+    store
+        .edit_message(m3.id, "@carol still", &named(&[carol]), crate::now())
+        .await
+        .expect("edit");
+    assert_eq!(
+        store.mention_recipients(m3.id).await.expect("recipients"),
+        vec![carol]
+    );
+    assert_eq!(state(store, c, carol).await.mention_count, 1);
+
+    // A delete removes them.
+    store
+        .soft_delete_message(m3.id, crate::now())
+        .await
+        .expect("delete");
+    assert!(store
+        .mention_recipients(m3.id)
+        .await
+        .expect("recipients")
+        .is_empty());
+    let s = state(store, c, carol).await;
+    assert_eq!((s.unread_count, s.mention_count), (2, 0));
+    assert!(store
+        .mentions_for(carol, None, 10)
+        .await
+        .expect("list")
+        .is_empty());
+
+    // Leaving hides a conversation's mentions.
+    assert!(store.remove_member(other, bob).await.expect("remove"));
+    assert_eq!(
+        ids(store.mentions_for(bob, None, 10).await.expect("list")),
+        vec![m1.id]
+    );
+
+    // Deleting the conversation takes its rows.
+    assert!(store.delete_conversation(c).await.expect("delete"));
+    assert!(store
+        .mention_recipients(m1.id)
+        .await
+        .expect("recipients")
+        .is_empty());
+    assert!(store
+        .mentions_for(bob, None, 10)
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+/// The inbox: activity order, each row's state, and the newest message that
+/// is not deleted.
+pub async fn inbox_rows(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let quiet = conversation(store, ConversationKind::Group, alice, &[bob]).await;
+    let busy = conversation(store, ConversationKind::Direct, alice, &[bob]).await;
+    let first = send(store, busy, alice, "first").await;
+    let second = send(store, busy, bob, "second").await;
+
+    let inbox: Vec<InboxEntry> = store.inbox(alice).await.expect("inbox");
+    let order: Vec<Id> = inbox.iter().map(|e| e.conversation.id).collect();
+    assert_eq!(order, vec![busy, quiet], "most recent activity first");
+    let busy_row = &inbox[0];
+    assert_eq!(busy_row.latest.as_ref().map(|m| m.id), Some(second.id));
+    assert_eq!(busy_row.read.last_seq, 2);
+    assert_eq!(busy_row.conversation.last_seq, 2);
+    assert_eq!(
+        (busy_row.read.last_read_seq, busy_row.read.unread_count),
+        (1, 1)
+    );
+    assert_eq!(busy_row.read.user_id, alice);
+    assert!(inbox[1].latest.is_none());
+    assert_eq!(inbox[1].read.unread_count, 0);
+
+    // The newest is deleted: the one before shows, and counts follow.
+    store
+        .soft_delete_message(second.id, crate::now())
+        .await
+        .expect("delete");
+    let entry = store
+        .inbox_entry(busy, alice)
+        .await
+        .expect("entry")
+        .expect("member");
+    assert_eq!(entry.latest.as_ref().map(|m| m.id), Some(first.id));
+    assert_eq!(entry.read.unread_count, 0);
+    let listed = store.inbox(alice).await.expect("inbox");
+    assert_eq!(listed[0].latest.as_ref().map(|m| m.id), Some(first.id));
+    store
+        .soft_delete_message(first.id, crate::now())
+        .await
+        .expect("delete");
+    let entry = store
+        .inbox_entry(busy, alice)
+        .await
+        .expect("entry")
+        .expect("member");
+    assert!(entry.latest.is_none(), "nothing left to show");
+    assert_eq!(entry.conversation.last_seq, 2);
+    assert!(store
+        .inbox(user(store, "nobody").await)
+        .await
+        .expect("inbox")
+        .is_empty());
+}
+
+/// Receipts: every member's positions with their setting, in user order,
+/// bounded by the limit; the setting changes through the profile.
+pub async fn receipts_and_the_setting(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let c = conversation(store, ConversationKind::Group, alice, &[bob, carol]).await;
+    send(store, c, alice, "one").await;
+    send(store, c, alice, "two").await;
+    applied(mark(store, c, bob, MarkKind::Read, Some(1)).await);
+    applied(mark(store, c, carol, MarkKind::Delivered, Some(2)).await);
+
+    let off = store
+        .update_profile(
+            carol,
+            ProfileUpdate {
+                read_receipts: Some(false),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert!(!off.read_receipts);
+    let fresh = store.user_by_id(bob).await.expect("read").expect("bob");
+    assert!(fresh.read_receipts, "on by default");
+    // Other profile changes leave it alone.
+    let renamed = store
+        .update_profile(
+            carol,
+            ProfileUpdate {
+                display_name: Some(Some("Carol".into())),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert!(!renamed.read_receipts);
+    let members = store.members_of(&[c]).await.expect("members");
+    assert!(members
+        .iter()
+        .all(|m| m.user.read_receipts == (m.user.id != carol)));
+
+    let receipts = store.receipts(c, None).await.expect("receipts");
+    let rows: Vec<(Id, i64, i64, bool)> = receipts
+        .iter()
+        .map(|r| {
+            (
+                r.user_id,
+                r.last_read_seq,
+                r.last_delivered_seq,
+                r.read_receipts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![(alice, 2, 2, true), (bob, 1, 1, true), (carol, 0, 2, false)]
+    );
+    assert!(receipts[1].read_at.is_some() && receipts[2].read_at.is_none());
+    assert_eq!(store.receipts(c, Some(2)).await.expect("receipts").len(), 2);
+    assert!(store
+        .receipts(9_999, None)
+        .await
+        .expect("receipts")
+        .is_empty());
+}
+
+/// A reader in `conversations` group conversations of 2 to 4 members (drawn
+/// from 50 peers), `messages` messages each from the peers, every 4th naming
+/// the reader, every other conversation read: the inbox the benchmarks
+/// measure. Returns the reader's id.
+pub async fn seed_inbox(store: &dyn Store, conversations: usize, messages: usize) -> Id {
+    let reader = user(store, "reader").await;
+    let mut peers = Vec::new();
+    for i in 0..50 {
+        peers.push(user(store, &format!("peer{i}")).await);
+    }
+    let mut n = 0usize;
+    for i in 0..conversations {
+        let members: Vec<Id> = (0..1 + i % 3)
+            .map(|k| peers[(i + k) % peers.len()])
+            .collect();
+        let c = conversation(store, ConversationKind::Group, reader, &members).await;
+        for m in 0..messages {
+            let author = members[m % members.len()];
+            let mentions = if n.is_multiple_of(4) {
+                named(&[reader])
+            } else {
+                Mentions::default()
+            };
+            send_mentioning(
+                store,
+                c,
+                author,
+                "a message of an ordinary length",
+                mentions,
+            )
+            .await;
+            n += 1;
+        }
+        if i % 2 == 0 {
+            applied(mark(store, c, reader, MarkKind::Read, None).await);
+        }
+    }
+    reader
+}
