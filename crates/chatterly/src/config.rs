@@ -664,6 +664,7 @@ impl ServeArgs {
             .ok()
             .and_then(chrono::TimeDelta::try_seconds)
             .ok_or_else(|| invalid("--call-ring-timeout", "is too large"))?;
+        let ice_servers = parse_ice_servers(&self.ice_servers)?;
         let retention = match self.retention_days {
             None => None,
             Some(0) => {
@@ -679,7 +680,6 @@ impl ServeArgs {
                 )
             })?),
         };
-        let ice_servers = parse_ice_servers(&self.ice_servers)?;
         let cable = CableLimits {
             max_frame_bytes: self.cable_max_frame_bytes,
             max_subscriptions: self.cable_max_subscriptions,

@@ -745,21 +745,17 @@ async fn retention_fixture(server: &Instance, alice: &User, room: i64) -> Vec<i6
     ids
 }
 
-/// The user's unread count in a conversation.
-async fn unread(server: &Instance, user: &User, room: i64) -> i64 {
+/// `unread_count` of the conversation as `user` sees it.
+async fn unread_count(instance: &Instance, user: &User, conversation: i64) -> i64 {
     let (status, body) = call(
         reqwest::Method::GET,
-        server.url("/api/v1/conversations"),
+        instance.url(&format!("/api/v1/conversations/{conversation}")),
         Some(&user.token),
         None,
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    body["data"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["id"] == room))
-        .and_then(|c| c["unread_count"].as_i64())
-        .expect("the conversation's unread count")
+    body["data"]["unread_count"].as_i64().expect("unread_count")
 }
 
 /// Polls the history until `gone` are no longer in it.
@@ -795,39 +791,38 @@ async fn retention_deletes_old_messages_on_sqlite() {
     let bob = register(&server, "bob").await;
     let room = group(&server, &alice, "crew", &[&bob]).await;
     let ids = retention_fixture(&server, &alice, room).await;
+    assert_eq!(unread_count(&server, &bob, room).await, 6);
     server.terminate();
 
     let db = dir.path().join("chatterly.sqlite3");
     let old = chrono::Utc::now().timestamp_millis() - 400 * 86_400_000;
     {
         let conn = rusqlite::Connection::open(&db).expect("open");
-        // The oldest message (in life creation order is seq order).
         let aged = conn
             .execute(
-                "UPDATE messages SET created_at = ?1 WHERE id = ?2",
-                rusqlite::params![old, ids[0]],
+                "UPDATE messages SET created_at = ?1 WHERE id IN (?2, ?3)",
+                rusqlite::params![old, ids[0], ids[2]],
             )
-            .expect("age a message");
-        assert_eq!(aged, 1);
+            .expect("age two messages");
+        assert_eq!(aged, 2);
     }
     let server = Instance::start(&place, &["--retention-days", "30"]).await;
-    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0]]).await;
+    let messages = wait_until_gone(&server, &alice.token, room, &[ids[0], ids[2]]).await;
     let left: Vec<i64> = messages
         .iter()
         .map(|m| m["id"].as_i64().expect("id"))
         .collect();
-    assert_eq!(left, ids[1..].to_vec());
+    assert_eq!(left, vec![ids[1], ids[3], ids[4], ids[5]]);
+    // Removed counts as read: bob's position moved past the newest removed
+    // message (seq 3; a real history is removed oldest first, so nothing
+    // kept lies before it — here seq 2 was kept by ageing out of order).
+    assert_eq!(unread_count(&server, &bob, room).await, 3);
     assert!(
         messages[0]["parent_message_id"].is_null(),
         "{}",
         messages[0]
     );
-    assert_eq!(messages[1]["reactions"].as_array().map(Vec::len), Some(1));
-    assert_eq!(
-        unread(&server, &bob, room).await,
-        5,
-        "removed messages are not unread"
-    );
+    assert_eq!(messages[2]["reactions"].as_array().map(Vec::len), Some(1));
     let conn = rusqlite::Connection::open(&db).expect("open");
     let orphans: i64 = conn
         .query_row(
@@ -840,7 +835,7 @@ async fn retention_deletes_old_messages_on_sqlite() {
     let reactions: i64 = conn
         .query_row("SELECT count(*) FROM reactions", [], |row| row.get(0))
         .expect("count");
-    assert_eq!(reactions, 2);
+    assert_eq!(reactions, 1);
 }
 
 /// `--retention-days` on PostgreSQL: a monthly partition entirely past the
@@ -862,6 +857,7 @@ async fn retention_drops_old_partitions_on_postgres() {
     let bob = register(&server, "bob").await;
     let room = group(&server, &alice, "crew", &[&bob]).await;
     let ids = retention_fixture(&server, &alice, room).await;
+    assert_eq!(unread_count(&server, &bob, room).await, 6);
     server.terminate();
 
     let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
@@ -902,12 +898,10 @@ async fn retention_drops_old_partitions_on_postgres() {
         .map(|m| m["id"].as_i64().expect("id"))
         .collect();
     assert_eq!(left, vec![ids[3], ids[4], ids[5]]);
+    // Removed counts as read: seqs 1-3 went (a dropped partition and the
+    // default one's batch), so bob has the three left unread.
+    assert_eq!(unread_count(&server, &bob, room).await, 3);
     assert_eq!(messages[1]["reactions"].as_array().map(Vec::len), Some(1));
-    assert_eq!(
-        unread(&server, &bob, room).await,
-        3,
-        "removed messages are not unread"
-    );
     let partition: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('messages_2025_01')::text")
             .fetch_one(&mut conn)

@@ -214,36 +214,6 @@ pub(crate) async fn missing(pool: &PgPool, now: Timestamp) -> StoreResult<Vec<St
     Ok(missing)
 }
 
-/// Moves every member's read and delivered positions past the removed
-/// messages (conversation, newest removed seq), so they never count as
-/// unread, and forgets the deletion marks at or before it (no position is
-/// before it any more).
-async fn advance_positions(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    newest: &[(i64, i64)],
-) -> StoreResult<()> {
-    for (conversation, seq) in newest {
-        sqlx::query(
-            "UPDATE conversation_members
-             SET last_read_seq = GREATEST(last_read_seq, $2),
-                 last_delivered_seq = GREATEST(last_delivered_seq, $2)
-             WHERE conversation_id = $1 AND (last_read_seq < $2 OR last_delivered_seq < $2)",
-        )
-        .bind(conversation)
-        .bind(seq)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query("DELETE FROM message_deletions WHERE conversation_id = $1 AND seq <= $2")
-            .bind(conversation)
-            .bind(seq)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    Ok(())
-}
-
 /// Retention on PostgreSQL: drops every monthly partition that ends at or
 /// before `horizon`, with the reactions and idempotency keys of its messages
 /// (they have no foreign keys to cascade), each partition in one short
@@ -282,14 +252,36 @@ pub(crate) async fn purge_before(
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let newest: Vec<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT conversation_id, max(seq) FROM {name} GROUP BY conversation_id"
+        // Read state: members' positions move past the partition's newest
+        // message of each conversation (unread is last_seq - last_read_seq
+        // minus deletions, so a message removed unread would otherwise stay
+        // counted), and the partition's mention and deletion rows go.
+        sqlx::query(&format!(
+            "UPDATE conversation_members m
+             SET last_read_seq = GREATEST(m.last_read_seq, p.max_seq),
+                 last_delivered_seq = GREATEST(m.last_delivered_seq, p.max_seq)
+             FROM (SELECT conversation_id, max(seq) AS max_seq FROM {name}
+                   GROUP BY conversation_id) p
+             WHERE m.conversation_id = p.conversation_id AND m.last_read_seq < p.max_seq"
         ))
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        advance_positions(&mut tx, &newest).await?;
-        for table in ["reactions", "message_client_ids", "mentions"] {
+        sqlx::query(&format!(
+            "DELETE FROM mentions WHERE message_id IN (SELECT id FROM {name})"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(&format!(
+            "DELETE FROM message_deletions d USING {name} x
+             WHERE x.deleted_at IS NOT NULL
+               AND d.conversation_id = x.conversation_id AND d.seq = x.seq"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for table in ["reactions", "message_client_ids"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE message_created_at >= $1 AND message_created_at < $2"
             ))
@@ -315,26 +307,52 @@ pub(crate) async fn purge_before(
     // Rows the default partition holds from before the horizon.
     loop {
         let mut tx = pool.begin().await.map_err(backend)?;
-        let gone: Vec<(i64, i64, i64)> = sqlx::query_as(
+        let removed: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
             "DELETE FROM messages_default WHERE (id, created_at) IN
                (SELECT id, created_at FROM messages_default WHERE created_at < $1 LIMIT $2)
-             RETURNING id, conversation_id, seq",
+             RETURNING id, conversation_id, seq, deleted_at IS NOT NULL",
         )
         .bind(horizon)
         .bind(i64::from(batch))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        let ids: Vec<i64> = gone.iter().map(|(id, _, _)| *id).collect();
-        let mut newest: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-        for (_, conversation, seq) in &gone {
-            let entry = newest.entry(*conversation).or_insert(*seq);
-            *entry = (*entry).max(*seq);
-        }
-        let newest: Vec<(i64, i64)> = newest.into_iter().collect();
-        advance_positions(&mut tx, &newest).await?;
+        let ids: Vec<i64> = removed.iter().map(|r| r.0).collect();
         if !ids.is_empty() {
-            for table in ["reactions", "message_client_ids", "mentions"] {
+            let conversations: Vec<i64> = removed.iter().map(|r| r.1).collect();
+            let seqs: Vec<i64> = removed.iter().map(|r| r.2).collect();
+            let deleted: Vec<bool> = removed.iter().map(|r| r.3).collect();
+            // As for a dropped partition: removed is read.
+            sqlx::query(
+                "UPDATE conversation_members m
+                 SET last_read_seq = GREATEST(m.last_read_seq, p.max_seq),
+                     last_delivered_seq = GREATEST(m.last_delivered_seq, p.max_seq)
+                 FROM (SELECT c AS conversation_id, max(s) AS max_seq
+                       FROM unnest($1::bigint[], $2::bigint[]) AS t (c, s) GROUP BY c) p
+                 WHERE m.conversation_id = p.conversation_id AND m.last_read_seq < p.max_seq",
+            )
+            .bind(&conversations)
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "DELETE FROM message_deletions d
+                 USING unnest($1::bigint[], $2::bigint[], $3::bool[]) AS t (c, s, gone)
+                 WHERE t.gone AND d.conversation_id = t.c AND d.seq = t.s",
+            )
+            .bind(&conversations)
+            .bind(&seqs)
+            .bind(&deleted)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query("DELETE FROM mentions WHERE message_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            for table in ["reactions", "message_client_ids"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE message_id = ANY($1)"))
                     .bind(&ids)
                     .execute(&mut *tx)

@@ -1297,56 +1297,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {
-        let horizon = to_millis(horizon);
-        let batch = i64::from(batch.max(1));
-        let mut purged = Purged::default();
-        // One short write per batch, so sends queue behind a batch at most;
-        // reactions and mentions go by ON DELETE CASCADE, replies' parents by
-        // SET NULL. Members' read and delivered positions move past what
-        // went, so removed messages never count as unread.
-        loop {
-            let deleted = self
-                .writer
-                .write(move |c| {
-                    let mut statement = c
-                        .prepare_cached(
-                            "DELETE FROM messages WHERE id IN \
-                             (SELECT id FROM messages WHERE created_at < ?1 ORDER BY id LIMIT ?2) \
-                             RETURNING conversation_id, seq",
-                        )
-                        .db()?;
-                    let gone: Vec<(Id, i64)> =
-                        rows::all(&mut statement, params![horizon, batch], 64, |row| {
-                            Ok((row.get(0).db()?, row.get(1).db()?))
-                        })?;
-                    let mut newest: std::collections::HashMap<Id, i64> =
-                        std::collections::HashMap::new();
-                    for (conversation, seq) in &gone {
-                        let entry = newest.entry(*conversation).or_insert(*seq);
-                        *entry = (*entry).max(*seq);
-                    }
-                    let mut advance = c
-                        .prepare_cached(
-                            "UPDATE conversation_members \
-                             SET last_read_seq = MAX(last_read_seq, ?2), \
-                                 last_delivered_seq = MAX(last_delivered_seq, ?2) \
-                             WHERE conversation_id = ?1",
-                        )
-                        .db()?;
-                    for (conversation, seq) in newest {
-                        advance.execute(params![conversation, seq]).db()?;
-                    }
-                    Ok(gone.len())
-                })
-                .await?;
-            purged.messages += deleted as u64;
-            if (deleted as i64) < batch {
-                return Ok(purged);
-            }
-        }
-    }
-
     // ---- read state and mentions -------------------------------------------------------
 
     async fn inbox(&self, user_id: Id) -> StoreResult<Vec<InboxEntry>> {
@@ -1547,6 +1497,50 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged> {
+        let horizon = to_millis(horizon);
+        let batch = i64::from(batch.max(1));
+        let mut purged = Purged::default();
+        // One short write per batch, so sends queue behind a batch at most;
+        // reactions and mention rows go by ON DELETE CASCADE, replies'
+        // parents by SET NULL. Members' read positions first move past the
+        // batch's newest message of each conversation: unread counts are
+        // last_seq - last_read_seq minus deletions, so a message removed
+        // unread would otherwise stay counted (removed is read).
+        loop {
+            let deleted = self
+                .writer
+                .write(move |c| {
+                    c.prepare_cached(
+                        "UPDATE conversation_members \
+                         SET last_read_seq = max(last_read_seq, p.max_seq), \
+                             last_delivered_seq = max(last_delivered_seq, p.max_seq) \
+                         FROM (SELECT conversation_id, max(seq) AS max_seq FROM messages \
+                               WHERE id IN (SELECT id FROM messages WHERE created_at < ?1 \
+                                            ORDER BY id LIMIT ?2) \
+                               GROUP BY conversation_id) AS p \
+                         WHERE conversation_members.conversation_id = p.conversation_id \
+                           AND conversation_members.last_read_seq < p.max_seq",
+                    )
+                    .db()?
+                    .execute(params![horizon, batch])
+                    .db()?;
+                    c.prepare_cached(
+                        "DELETE FROM messages WHERE id IN \
+                         (SELECT id FROM messages WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+                    )
+                    .db()?
+                    .execute(params![horizon, batch])
+                    .db()
+                })
+                .await?;
+            purged.messages += deleted as u64;
+            if (deleted as i64) < batch {
+                return Ok(purged);
+            }
+        }
     }
 
     // ---- reactions ---------------------------------------------------------------------

@@ -171,15 +171,6 @@ pub trait Store: Send + Sync + 'static {
     /// in one transaction; `NotFound` if missing or already deleted.
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()>;
 
-    /// Retention: removes the messages created before `horizon`, with their
-    /// reactions, without holding a write lock for long. SQLite deletes in
-    /// batches of `batch` rows, each its own short write; PostgreSQL drops
-    /// each monthly partition that ends at or before `horizon` (a partition
-    /// straddling it is kept whole until it is entirely past) and deletes
-    /// older rows of the default partition in batches. Replies whose parent
-    /// went keep their `parent_message_id` on PostgreSQL (unchecked) and lose
-    /// it on SQLite (`ON DELETE SET NULL`).
-    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged>;
     // ---- read state and mentions ----------------------------------------------
 
     /// The user's conversations with their read state and newest message,
@@ -226,6 +217,18 @@ pub trait Store: Send + Sync + 'static {
         before_id: Option<Id>,
         limit: u32,
     ) -> StoreResult<Vec<Message>>;
+    /// Retention: removes the messages created before `horizon`, with their
+    /// reactions, without holding a write lock for long. SQLite deletes in
+    /// batches of `batch` rows, each its own short write; PostgreSQL drops
+    /// each monthly partition that ends at or before `horizon` (a partition
+    /// straddling it is kept whole until it is entirely past) and deletes
+    /// older rows of the default partition in batches. Replies whose parent
+    /// went keep their `parent_message_id` on PostgreSQL (unchecked) and lose
+    /// it on SQLite (`ON DELETE SET NULL`). Removed is read: in the same
+    /// transaction every member's read and delivered positions move past the
+    /// newest removed message of each conversation, and the removed
+    /// messages' mention (and deletion) rows go, so counts stay exact.
+    async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged>;
 
     // ---- reactions ----------------------------------------------------------
 
