@@ -41,6 +41,11 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
             LATENCY_BUCKETS,
         )
         .context("metrics buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full("chatterly_bus_lag_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .context("metrics buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     Ok(HANDLE.get_or_init(|| handle).clone())

@@ -56,8 +56,14 @@ async fn users_commands_administer_accounts_of_a_running_sqlite_server() {
     run_ok(&place, &["users", "enable", &alice.id.to_string()], None);
     let (status, _, token) = login(&server, &alice.email, PASSWORD).await;
     assert_eq!(status, 200);
-    assert_eq!(me(&server, &token.expect("token")).await, 200);
+    let token = token.expect("token");
+    assert_eq!(me(&server, &token).await, 200);
+    let mut alice_socket = Socket::open(&server, &token).await;
 
+    // A reset ends every earlier session. Tokens carry their issue time in
+    // whole seconds, and one issued in the second of the reset survives it:
+    // let that second pass first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     run_ok(
         &place,
         &[
@@ -70,8 +76,16 @@ async fn users_commands_administer_accounts_of_a_running_sqlite_server() {
         ],
         Some("n3w-passw0rd\n"),
     );
+    alice_socket.expect_disconnect("unauthorized").await;
+    assert_eq!(me(&server, &token).await, 401, "the old session ended");
     assert_eq!(login(&server, &alice.email, PASSWORD).await.0, 401);
-    assert_eq!(login(&server, &alice.email, "n3w-passw0rd").await.0, 200);
+    let (status, _, fresh) = login(&server, &alice.email, "n3w-passw0rd").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        me(&server, &fresh.expect("token")).await,
+        200,
+        "a new session works"
+    );
 
     run_ok(&place, &["users", "promote", "bob"], None);
     let list = run_ok(&place, &["users", "list"], None);
@@ -172,6 +186,8 @@ async fn disabling_a_user_closes_their_sockets_on_every_instance() {
     );
 
     run_ok(&place, &["users", "promote", "bob"], None);
+    // Let the second of bob's token pass (see the SQLite test).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     run_ok(
         &place,
         &[
@@ -184,6 +200,15 @@ async fn disabling_a_user_closes_their_sockets_on_every_instance() {
         ],
         Some("an0ther-pass\n"),
     );
+    // Instance two had bob's token cached as valid; it learns over the bus.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while me(&two, &bob.token).await != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob's old token still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(login(&one, &bob.email, PASSWORD).await.0, 401);
     assert_eq!(login(&one, &bob.email, "an0ther-pass").await.0, 200);
     let list = run_ok(&place, &["users", "list"], None);
@@ -1168,5 +1193,9 @@ async fn two_instances_behind_nginx_survive_a_restart() {
     assert!(
         sample(&scrape, r#"chatterly_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0),
         "{scrape}"
+    );
+    assert!(
+        sample(&scrape, "chatterly_bus_lag_seconds_count").is_some_and(|n| n >= 1.0),
+        "instance one received from instance two: {scrape}"
     );
 }

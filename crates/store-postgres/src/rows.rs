@@ -14,7 +14,8 @@ use chatterly_store::{
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin"
+         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin, \
+         sessions_revoked_at"
     };
 }
 macro_rules! conversation_columns {
@@ -81,6 +82,7 @@ pub(crate) struct UserRow {
     read_receipts: bool,
     disabled_at: Option<Timestamp>,
     site_admin: bool,
+    sessions_revoked_at: Option<Timestamp>,
 }
 
 impl From<UserRow> for User {
@@ -99,6 +101,7 @@ impl From<UserRow> for User {
             read_receipts: r.read_receipts,
             disabled_at: ms_opt(r.disabled_at),
             site_admin: r.site_admin,
+            sessions_revoked_at: ms_opt(r.sessions_revoked_at),
         }
     }
 }

@@ -815,7 +815,8 @@ impl Store for SqliteStore {
                     AccountChange::PasswordHash(hash) => (
                         concat!(
                             "UPDATE users SET password_hash = ?2, failed_attempts = 0,",
-                            " locked_at = NULL, updated_at = ?3 WHERE id = ?1 RETURNING ",
+                            " locked_at = NULL, sessions_revoked_at = ?3, updated_at = ?3",
+                            " WHERE id = ?1 RETURNING ",
                             user_columns!()
                         ),
                         hash.into(),
@@ -1090,7 +1091,7 @@ impl Store for SqliteStore {
                         "SELECT m.conversation_id, m.role, m.joined_at, ",
                         "u.id, u.email, u.username, u.display_name, u.avatar_url, ",
                         "u.password_hash, u.failed_attempts, u.locked_at, u.last_seen_at, ",
-                        "u.created_at, u.read_receipts, u.disabled_at, u.site_admin ",
+                        "u.created_at, u.read_receipts, u.disabled_at, u.site_admin, u.sessions_revoked_at ",
                         "FROM conversation_members m JOIN users u ON u.id = m.user_id ",
                         "WHERE m.conversation_id IN (SELECT value FROM json_each(?1)) ",
                         "ORDER BY m.conversation_id, m.user_id"

@@ -20,7 +20,8 @@ use crate::error::Db;
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, avatar_url, password_hash, failed_attempts, \
-         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin"
+         locked_at, last_seen_at, created_at, read_receipts, disabled_at, site_admin, \
+         sessions_revoked_at"
     };
 }
 
@@ -117,6 +118,7 @@ pub(crate) fn user(row: &Row<'_>, at: usize) -> StoreResult<User> {
         read_receipts: get(row, at + 10)?,
         disabled_at: from_millis_opt(get(row, at + 11)?)?,
         site_admin: get(row, at + 12)?,
+        sessions_revoked_at: from_millis_opt(get(row, at + 13)?)?,
     })
 }
 

@@ -88,6 +88,8 @@ pub struct User {
     pub disabled_at: Option<Timestamp>,
     /// A site administrator (`chatterly users promote`).
     pub site_admin: bool,
+    /// Tokens issued before this (a password reset) are refused.
+    pub sessions_revoked_at: Option<Timestamp>,
 }
 
 /// What a retention run removed.
@@ -106,7 +108,8 @@ pub enum AccountChange {
     Disabled(Option<Timestamp>),
     /// Made a site administrator, or no longer one.
     SiteAdmin(bool),
-    /// A new password hash; also clears failed logins and any lock.
+    /// A new password hash; also clears failed logins and any lock, and
+    /// sets `sessions_revoked_at` to now (every earlier token is refused).
     PasswordHash(String),
 }
 

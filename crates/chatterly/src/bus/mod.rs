@@ -82,9 +82,10 @@ pub enum BusMessage {
     /// A call reached a terminal state or gained a participant: every
     /// instance's cached roster of it goes.
     CallChanged { call_id: Id },
-    /// An administrator disabled the account: every socket of the user closes
-    /// and every instance forgets that the user is known to be valid.
-    UserDisabled { user_id: Id },
+    /// An administrator disabled the account or reset its password: every
+    /// socket of the user closes and every instance forgets that the user is
+    /// known to be valid (the next token check reads the store).
+    SessionsEnded { user_id: Id },
 }
 
 /// Where a bus delivers: each instance's gateway hub.

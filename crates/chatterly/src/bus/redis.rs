@@ -44,16 +44,40 @@ const PIPELINE_MAX: usize = 256;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum Header {
-    Event { topic: String, seq: Option<i64> },
-    MemberRemoved { conversation_id: i64, user_id: i64 },
-    ConversationDeleted { conversation_id: i64 },
-    TokenRevoked { user_id: i64, jti: String },
-    PresenceChanged { user_id: i64, online: bool },
-    CallChanged { call_id: i64 },
-    UserDisabled { user_id: i64 },
+    Event {
+        topic: String,
+        seq: Option<i64>,
+    },
+    MemberRemoved {
+        conversation_id: i64,
+        user_id: i64,
+    },
+    ConversationDeleted {
+        conversation_id: i64,
+    },
+    TokenRevoked {
+        user_id: i64,
+        jti: String,
+    },
+    PresenceChanged {
+        user_id: i64,
+        online: bool,
+    },
+    CallChanged {
+        call_id: i64,
+    },
+    // The wire name of the first release of this message, kept so that
+    // instances of either build understand each other.
+    #[serde(rename = "user_disabled")]
+    SessionsEnded {
+        user_id: i64,
+    },
 }
 
-/// `origin\nheader\npayload`.
+/// `origin@sent_ms\nheader\npayload`: `sent_ms` (Unix milliseconds, when
+/// published) measures the bus's lag on the receiving side. An instance that
+/// predates it sends `origin` alone, and reads this origin as one that is not
+/// its own, which it is not.
 fn encode(origin: &str, message: &BusMessage) -> Vec<u8> {
     let (header, payload) = match message {
         BusMessage::Event {
@@ -98,12 +122,16 @@ fn encode(origin: &str, message: &BusMessage) -> Vec<u8> {
             None,
         ),
         BusMessage::CallChanged { call_id } => (Header::CallChanged { call_id: *call_id }, None),
-        BusMessage::UserDisabled { user_id } => (Header::UserDisabled { user_id: *user_id }, None),
+        BusMessage::SessionsEnded { user_id } => {
+            (Header::SessionsEnded { user_id: *user_id }, None)
+        }
     };
     let header = serde_json::to_string(&header).unwrap_or_default();
     let mut bytes =
         Vec::with_capacity(origin.len() + header.len() + 2 + payload.map_or(0, |p| p.len()));
     bytes.extend_from_slice(origin.as_bytes());
+    bytes.push(b'@');
+    bytes.extend_from_slice(chrono::Utc::now().timestamp_millis().to_string().as_bytes());
     bytes.push(b'\n');
     bytes.extend_from_slice(header.as_bytes());
     bytes.push(b'\n');
@@ -113,10 +141,15 @@ fn encode(origin: &str, message: &BusMessage) -> Vec<u8> {
     bytes
 }
 
-/// The origin and the message, or `None` for anything malformed.
-fn decode(bytes: &[u8]) -> Option<(&str, BusMessage)> {
+/// The origin, when it was sent (if it says) and the message, or `None` for
+/// anything malformed.
+fn decode(bytes: &[u8]) -> Option<(&str, Option<i64>, BusMessage)> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let (origin, rest) = text.split_once('\n')?;
+    let (tag, rest) = text.split_once('\n')?;
+    let (origin, sent) = match tag.split_once('@') {
+        Some((origin, sent)) => (origin, sent.parse::<i64>().ok()),
+        None => (tag, None),
+    };
     let (header, payload) = rest.split_once('\n')?;
     let message = match serde_json::from_str::<Header>(header).ok()? {
         Header::Event { topic, seq } => BusMessage::Event {
@@ -139,9 +172,9 @@ fn decode(bytes: &[u8]) -> Option<(&str, BusMessage)> {
             BusMessage::PresenceChanged { user_id, online }
         }
         Header::CallChanged { call_id } => BusMessage::CallChanged { call_id },
-        Header::UserDisabled { user_id } => BusMessage::UserDisabled { user_id },
+        Header::SessionsEnded { user_id } => BusMessage::SessionsEnded { user_id },
     };
-    Some((origin, message))
+    Some((origin, sent, message))
 }
 
 pub struct RedisBus {
@@ -247,9 +280,14 @@ async fn listen(
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
                 match decode(message.get_payload_bytes()) {
-                    Some((from, _)) if from == &*origin => {}
-                    Some((_, message)) => {
+                    Some((from, _, _)) if from == &*origin => {}
+                    Some((_, sent, message)) => {
                         BUS_STATS.received.fetch_add(1, Ordering::Relaxed);
+                        if let Some(sent) = sent {
+                            let lag = chrono::Utc::now().timestamp_millis() - sent;
+                            metrics::histogram!("chatterly_bus_lag_seconds")
+                                .record(lag.max(0) as f64 / 1000.0);
+                        }
                         local.deliver(&message)
                     }
                     None => tracing::warn!("malformed message on the bus ignored"),
@@ -300,14 +338,19 @@ mod tests {
                 user_id: 3,
                 online: true,
             },
-            BusMessage::UserDisabled { user_id: 3 },
+            BusMessage::SessionsEnded { user_id: 3 },
         ];
         for message in messages {
             let bytes = encode("instance-1", &message);
-            let (origin, decoded) = decode(&bytes).expect("decodes");
+            let (origin, sent, decoded) = decode(&bytes).expect("decodes");
             assert_eq!(origin, "instance-1");
+            assert!(sent.is_some_and(|ms| ms > 0));
             assert_eq!(decoded, message);
         }
+        // The format before the send time: still read.
+        let (origin, sent, _) =
+            decode(b"old-instance\n{\"k\":\"call_changed\",\"call_id\":4}\n").expect("decodes");
+        assert_eq!((origin, sent), ("old-instance", None));
         assert!(decode(b"garbage").is_none());
         assert!(decode(b"o\n{\"k\":\"event\",\"topic\":\"room:1\",\"seq\":null}\n{}").is_none());
     }

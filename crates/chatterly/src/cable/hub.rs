@@ -310,7 +310,7 @@ impl Deliver for Hub {
                     }
                 }
             }
-            BusMessage::UserDisabled { user_id } => {
+            BusMessage::SessionsEnded { user_id } => {
                 if let Some(connections) = self.connections.get(user_id) {
                     for connection in connections.iter() {
                         connection.close(CloseReason::Unauthorized);
@@ -414,7 +414,7 @@ mod tests {
         let (phone, _a) = hub.connect(1, "phone-jti", 8);
         let (desktop, _b) = hub.connect(1, "desktop-jti", 8);
         let (other, _c) = hub.connect(2, "other-jti", 8);
-        hub.deliver(&BusMessage::UserDisabled { user_id: 1 });
+        hub.deliver(&BusMessage::SessionsEnded { user_id: 1 });
         assert_eq!(phone.closed().await, CloseReason::Unauthorized);
         assert_eq!(desktop.closed().await, CloseReason::Unauthorized);
         assert_eq!(other.close_reason.load(Ordering::Acquire), 0);

@@ -178,7 +178,7 @@ impl Domain {
             .await
             .map_err(account_conflict)?;
         self.known_users
-            .insert(user.id, self.known_users.generation());
+            .insert(user.id, i64::MIN, self.known_users.generation());
         let token = self.tokens.issue(user.id)?;
         Ok((UserWithEmail::new(&user, self.online(user.id)), token))
     }
@@ -240,7 +240,8 @@ impl Domain {
         if user.failed_attempts > 0 {
             self.store.reset_failed_logins(user.id).await?;
         }
-        self.known_users.insert(user.id, generation);
+        self.known_users
+            .insert(user.id, super::auth::token_cutoff(&user), generation);
         let token = self.tokens.issue(user.id)?;
         Ok((UserWithEmail::new(&user, self.online(user.id)), token))
     }

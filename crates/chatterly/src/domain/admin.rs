@@ -1,7 +1,7 @@
 //! Site administration (`chatterly users …`): run from the command line
 //! against the database, next to (or without) running servers. The rules are
 //! the API's (registration validation, password length); disabling enqueues
-//! the `user.disabled` job with the change, so whichever instance's worker
+//! the `user.sessions_ended` job with the change, so whichever instance's worker
 //! claims it tells every instance over the bus to close the user's sockets
 //! and refuse their tokens.
 
@@ -114,7 +114,7 @@ impl Admin {
         Ok(user)
     }
 
-    /// Disables the account: logins are refused, and once the `user.disabled`
+    /// Disables the account: logins are refused, and once the `user.sessions_ended`
     /// job runs (at once, on any instance with a worker) every token of the
     /// user is refused and every socket closes, on every instance.
     pub async fn disable(&self, who: &UserRef) -> DomainResult<User> {
@@ -125,7 +125,7 @@ impl Admin {
             .change_account(
                 user.id,
                 AccountChange::Disabled(Some(user.disabled_at.unwrap_or(now))),
-                Some(jobs::user_disabled(user.id, now)),
+                Some(jobs::sessions_ended(user.id, now)),
             )
             .await?)
     }
@@ -135,13 +135,21 @@ impl Admin {
         self.change(user.id, AccountChange::Disabled(None)).await
     }
 
-    /// Sets a new password and clears failed logins and any lock.
+    /// Sets a new password, clears failed logins and any lock, and ends every
+    /// session: tokens issued before it are refused and sockets close, on
+    /// every instance (through the `user.sessions_ended` job, as `disable`).
     pub async fn reset_password(&self, who: &UserRef, password: String) -> DomainResult<User> {
         let user = self.find(who).await?;
         validate_password(&password)?;
         let hash = self.passwords.hash(password).await?;
-        self.change(user.id, AccountChange::PasswordHash(hash))
-            .await
+        Ok(self
+            .store
+            .change_account(
+                user.id,
+                AccountChange::PasswordHash(hash),
+                Some(jobs::sessions_ended(user.id, chatterly_store::now())),
+            )
+            .await?)
     }
 
     pub async fn set_site_admin(&self, who: &UserRef, admin: bool) -> DomainResult<User> {

@@ -19,7 +19,7 @@ use argon2::password_hash::{
 use argon2::{Algorithm, Argon2, Params, Version};
 use chatterly_store::{Id, Store, Timestamp};
 use chrono::{DateTime, Utc};
-use dashmap::{DashMap, DashSet};
+use dashmap::DashMap;
 use jsonwebtoken::{
     decode, encode, errors::ErrorKind, DecodingKey, EncodingKey, Header, Validation,
 };
@@ -46,6 +46,8 @@ pub struct Identity {
     pub user_id: Id,
     pub jti: String,
     pub expires_at: Timestamp,
+    /// `iat`, Unix seconds.
+    pub issued_at: i64,
 }
 
 pub const NO_TOKEN: &str = "You need to sign in or sign up before continuing.";
@@ -112,6 +114,7 @@ impl Tokens {
             user_id,
             jti: claims.jti,
             expires_at,
+            issued_at: claims.iat,
         })
     }
 }
@@ -264,21 +267,24 @@ impl Revocations {
     }
 }
 
-/// User ids known to exist and not be disabled, so the per-request "user is
-/// valid" check is a memory lookup. Users are never deleted; disabling one
-/// (`chatterly users disable`) publishes `UserDisabled`, which removes the id
-/// here on every instance, so the next check goes to the store and refuses.
+/// User ids known to exist and not be disabled, each with the `iat` (Unix
+/// seconds) before which its tokens are refused (a password reset), so the
+/// per-request "user is valid" check is a memory lookup. Users are never
+/// deleted; disabling one or resetting their password (`chatterly users`)
+/// publishes `SessionsEnded`, which removes the id here on every instance,
+/// so the next check goes to the store.
 #[derive(Default)]
 pub struct KnownUsers {
-    ids: DashSet<Id>,
+    ids: DashMap<Id, i64>,
     /// Moves on every eviction: a lookup that started before one does not
     /// cache its (possibly stale) answer.
     evictions: AtomicU64,
 }
 
 impl KnownUsers {
-    pub fn contains(&self, id: Id) -> bool {
-        self.ids.contains(&id)
+    /// The user's token cutoff, if the user is known valid.
+    pub fn cutoff(&self, id: Id) -> Option<i64> {
+        self.ids.get(&id).map(|c| *c)
     }
 
     /// Where a lookup starts: pass it to [`KnownUsers::insert`].
@@ -288,8 +294,8 @@ impl KnownUsers {
 
     /// Caches a user found valid by a lookup that started at `generation`,
     /// unless an eviction happened since (then the answer may be stale).
-    pub fn insert(&self, id: Id, generation: u64) {
-        self.ids.insert(id);
+    pub fn insert(&self, id: Id, cutoff: i64, generation: u64) {
+        self.ids.insert(id, cutoff);
         if self.evictions.load(Ordering::Acquire) != generation {
             self.ids.remove(&id);
         }
@@ -301,9 +307,14 @@ impl KnownUsers {
     }
 }
 
+/// The `iat` before which a user's tokens are refused.
+pub fn token_cutoff(user: &chatterly_store::User) -> i64 {
+    user.sessions_revoked_at.map_or(i64::MIN, |t| t.timestamp())
+}
+
 impl Deliver for KnownUsers {
     fn deliver(&self, message: &BusMessage) {
-        if let BusMessage::UserDisabled { user_id } = message {
+        if let BusMessage::SessionsEnded { user_id } = message {
             self.evict(*user_id);
         }
     }
@@ -367,16 +378,16 @@ mod tests {
     fn known_users_do_not_cache_a_lookup_that_raced_an_eviction() {
         let known = KnownUsers::default();
         let before = known.generation();
-        known.insert(1, before);
-        assert!(known.contains(1));
+        known.insert(1, 5, before);
+        assert_eq!(known.cutoff(1), Some(5));
         let started = known.generation();
-        known.deliver(&BusMessage::UserDisabled { user_id: 1 });
-        assert!(!known.contains(1));
+        known.deliver(&BusMessage::SessionsEnded { user_id: 1 });
+        assert_eq!(known.cutoff(1), None);
         // A lookup that began before the eviction saw the user as valid.
-        known.insert(1, started);
-        assert!(!known.contains(1));
-        known.insert(1, known.generation());
-        assert!(known.contains(1));
+        known.insert(1, 5, started);
+        assert_eq!(known.cutoff(1), None);
+        known.insert(1, 7, known.generation());
+        assert_eq!(known.cutoff(1), Some(7));
     }
 
     #[tokio::test]

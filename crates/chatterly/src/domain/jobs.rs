@@ -15,9 +15,11 @@ pub const MISSED_CALL: &str = "call.missed";
 /// Store upkeep (PostgreSQL partitions ahead, expired revocations), hourly.
 pub const MAINTENANCE: &str = "store.maintain";
 
-/// An administrator disabled a user: tell every instance (over the bus) to
-/// close the user's sockets and forget the user is valid.
-pub const USER_DISABLED: &str = "user.disabled";
+/// An administrator disabled a user or reset their password: tell every
+/// instance (over the bus) to close the user's sockets and re-read the user.
+pub const SESSIONS_ENDED: &str = "user.sessions_ended";
+/// The first release's name of `SESSIONS_ENDED`, still run if queued.
+const USER_DISABLED: &str = "user.disabled";
 
 /// Retention: delete messages older than `--retention-days`, hourly.
 pub const RETENTION: &str = "messages.retention";
@@ -50,10 +52,10 @@ struct UserArgs {
     user_id: Id,
 }
 
-/// The job that spreads a user's disabling, due at once.
-pub fn user_disabled(user_id: Id, now: Timestamp) -> NewJob {
+/// The job that spreads a disabling or password reset, due at once.
+pub fn sessions_ended(user_id: Id, now: Timestamp) -> NewJob {
     NewJob {
-        kind: USER_DISABLED.to_owned(),
+        kind: SESSIONS_ENDED.to_owned(),
         payload: serde_json::json!({ "user_id": user_id }).to_string(),
         run_at: now,
         max_attempts: MAX_ATTEMPTS,
@@ -102,14 +104,15 @@ impl Domain {
                     chatterly_store::now() + MAINTENANCE_EVERY,
                 )))
             }
-            USER_DISABLED => {
+            SESSIONS_ENDED | USER_DISABLED => {
                 let args: UserArgs = serde_json::from_str(&job.payload).map_err(|e| {
-                    DomainError::Internal(format!("bad {USER_DISABLED} payload: {e}"))
+                    DomainError::Internal(format!("bad {SESSIONS_ENDED} payload: {e}"))
                 })?;
-                // Idempotent; skipped if the user was enabled again meanwhile.
+                // Idempotent: every instance re-reads the user on its next
+                // check, whatever changed.
                 let user = self.store.user_by_id(args.user_id).await?;
-                if user.is_some_and(|u| u.disabled_at.is_some()) {
-                    self.bus.publish(BusMessage::UserDisabled {
+                if user.is_some() {
+                    self.bus.publish(BusMessage::SessionsEnded {
                         user_id: args.user_id,
                     });
                 }

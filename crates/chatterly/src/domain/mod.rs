@@ -130,15 +130,27 @@ impl Domain {
         {
             return Err(DomainError::Unauthenticated("revoked token".into()));
         }
-        if !self.known_users.contains(identity.user_id) {
-            let generation = self.known_users.generation();
-            match self.store.user_by_id(identity.user_id).await? {
-                None => return Err(DomainError::Unauthenticated("nil user".into())),
-                Some(user) if user.disabled_at.is_some() => {
-                    return Err(DomainError::Unauthenticated(ACCOUNT_DISABLED.into()))
+        let cutoff = match self.known_users.cutoff(identity.user_id) {
+            Some(cutoff) => cutoff,
+            None => {
+                let generation = self.known_users.generation();
+                match self.store.user_by_id(identity.user_id).await? {
+                    None => return Err(DomainError::Unauthenticated("nil user".into())),
+                    Some(user) if user.disabled_at.is_some() => {
+                        return Err(DomainError::Unauthenticated(ACCOUNT_DISABLED.into()))
+                    }
+                    Some(user) => {
+                        let cutoff = auth::token_cutoff(&user);
+                        self.known_users.insert(user.id, cutoff, generation);
+                        cutoff
+                    }
                 }
-                Some(_) => self.known_users.insert(identity.user_id, generation),
             }
+        };
+        // Issued before a password reset (same-second tokens survive, so a
+        // login right after the reset works).
+        if identity.issued_at < cutoff {
+            return Err(DomainError::Unauthenticated("revoked token".into()));
         }
         Ok(identity)
     }

@@ -48,6 +48,7 @@ fn identity(user_id: Id) -> Identity {
         user_id,
         jti: format!("jti-{user_id}"),
         expires_at: chatterly_store::now() + chrono::TimeDelta::hours(1),
+        issued_at: chatterly_store::now().timestamp(),
     }
 }
 
