@@ -337,6 +337,30 @@ mod tests {
         assert!(parse_query(&"x".repeat(QUERY_MAX_CHARS)).is_ok());
     }
 
+    proptest::proptest! {
+        /// Whatever the text: refused, or terms every backend can quote
+        /// (non-empty words of lowercase letters and digits, within limits).
+        #[test]
+        fn any_text_parses_into_safe_terms_or_is_refused(text in "[a-zA-Z0-9 \"*():'&|!^<>\\-éß日٣\u{E000}]{0,40}") {
+            if let Ok(query) = parse_query(&text) {
+                proptest::prop_assert!(!query.terms.is_empty() && query.terms.len() <= QUERY_MAX_TERMS);
+                let safe = |w: &String| {
+                    !w.is_empty()
+                        && w.chars().all(char::is_alphanumeric)
+                        && *w == w.to_lowercase()
+                };
+                for term in &query.terms {
+                    let ok = match term {
+                        SearchTerm::Word(w) => safe(w),
+                        SearchTerm::Prefix(p) => safe(p) && p.chars().count() >= PREFIX_MIN_CHARS,
+                        SearchTerm::Phrase(ws) => ws.len() >= 2 && ws.iter().all(safe),
+                    };
+                    proptest::prop_assert!(ok, "{:?} from {:?}", term, text);
+                }
+            }
+        }
+    }
+
     #[test]
     fn snippets_are_escaped_and_balanced() {
         let s = format!("a <b> & {SNIPPET_OPEN}x{SNIPPET_CLOSE} {SNIPPET_CLOSE}{SNIPPET_OPEN}y");

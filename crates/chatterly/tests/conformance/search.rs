@@ -429,6 +429,42 @@ async fn bad_queries_are_400_with_json_and_change_nothing(backend: Backend) {
         let resp = search_raw(&app, &rana, &q(text)).await;
         assert_eq!(resp.status, 200, "{text:?}: {}", resp.json());
     }
+    // Whatever the text, the answer is 200 or a 400 with JSON, never a 500:
+    // 300 deterministic strings over quotes, stars, both databases'
+    // operators, digits and non-ASCII letters.
+    const PIECES: [&str; 24] = [
+        "\"", "*", "alpha", "be", "ta", " ", "  ", "-", "(", ")", ":", "'", "&", "|", "!", "^",
+        "NEAR", "OR", "<->", "\\", "é", "日本", "٣", "\u{E000}",
+    ];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let (mut answered, mut refused) = (0, 0);
+    for _ in 0..300 {
+        let mut text = String::new();
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = 1 + state % 8;
+        for k in 0..len {
+            let pick = (state >> (k * 5 + 3)) % PIECES.len() as u64;
+            text.push_str(PIECES[pick as usize]);
+        }
+        let resp = search_raw(&app, &rana, &q(&text)).await;
+        match resp.status.as_u16() {
+            200 => {
+                search(&app, &rana, &q(&text)).await;
+                answered += 1;
+            }
+            400 => {
+                assert_400(&resp);
+                refused += 1;
+            }
+            other => panic!("{text:?}: {other} {}", resp.text),
+        }
+    }
+    assert!(
+        answered > 30 && refused > 30,
+        "{answered} answered, {refused} refused"
+    );
     app.get(&format!("/api/v1/search?{}", q("alpha")), None)
         .await
         .expect_body(401, no_token_body());
