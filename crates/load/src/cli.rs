@@ -124,6 +124,15 @@ pub enum ScenarioCommand {
     /// counts the setup implies (else the run fails). The server should run
     /// with `--rate-limits off`.
     ConversationList(ConversationListArgs),
+    /// Full-text search over a big history: --messages messages in
+    /// --conversations conversations (the reader a member of two in three),
+    /// every --match-every-th containing --word; workers
+    /// `GET /api/v1/search?q=<word>` as the reader.
+    ///
+    /// Before and after, one walk of every page must find exactly the
+    /// matches the reader may see (else the run fails). The server should
+    /// run with `--rate-limits off`.
+    Search(SearchArgs),
 }
 
 /// Bounds and parallelism shared by all scenarios.
@@ -234,6 +243,47 @@ impl ConversationListArgs {
             "messages": self.messages,
             "mention_every": self.mention_every,
             "server_pid": self.cpu.server_pid,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Conversations the history is spread over.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub conversations: u32,
+
+    /// Other users (the conversations' authors).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub peers: u32,
+
+    /// Messages seeded in all.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub messages: u32,
+
+    /// Every N-th seeded message contains --word.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub match_every: u32,
+
+    /// The word searched for.
+    #[arg(long, default_value = "kumquat")]
+    pub word: String,
+}
+
+impl SearchArgs {
+    pub fn parameters(&self) -> Value {
+        json!({
+            "concurrency": self.run.concurrency,
+            "duration_s": self.run.duration,
+            "requests": self.run.requests,
+            "conversations": self.conversations,
+            "peers": self.peers,
+            "messages": self.messages,
+            "match_every": self.match_every,
+            "word": self.word,
         })
     }
 }

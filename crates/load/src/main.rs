@@ -99,6 +99,7 @@ async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bo
         ScenarioCommand::IdleSockets(_) => 8,
         ScenarioCommand::Fanout(a) => a.run.workers(),
         ScenarioCommand::ConversationList(a) => a.run.workers(),
+        ScenarioCommand::Search(a) => a.run.workers(),
     };
     // Idle connections kept per host: at least one per worker, so no request
     // waits for a new handshake.
@@ -128,6 +129,7 @@ async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bo
         ScenarioCommand::ConversationList(args) => {
             scenarios::conversation_list::run(&ctx, args).await?
         }
+        ScenarioCommand::Search(args) => scenarios::search::run(&ctx, args).await?,
     };
     let mut report = report;
     report.client = ClientInfo {

@@ -13,6 +13,7 @@ pub mod dial;
 pub mod fanout;
 pub mod idle_sockets;
 pub mod rest_read;
+pub mod search;
 pub mod send;
 
 use std::future::Future;
