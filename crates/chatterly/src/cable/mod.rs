@@ -85,16 +85,18 @@ pub async fn upgrade(
         return route_not_found();
     }
     let token = query.string("token").map(str::to_owned);
-    // Every line a socket logs carries its connection id (and, once known,
-    // its user).
-    let span = tracing::info_span!(
+    // Every line a socket logs at debug level carries its connection id
+    // (and, once known, its user). A debug span, not info: an enabled span
+    // lives as long as the socket, and at info (the default) it cost each
+    // idle socket ~2.1 KiB (9.3 against 7.2 KiB at 10,000 sockets), a
+    // quarter of the memory budget; disabled, it costs nothing.
+    let span = tracing::debug_span!(
         "socket",
         connection_id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         user_id = tracing::field::Empty,
     );
     configure(upgrade, &cable.options)
         .on_upgrade(move |mut socket| {
-            let task_span = span.clone();
             async move {
                 let identity = match cable.domain.authenticate(token.as_deref()).await {
                     Ok(identity) => identity,
@@ -104,12 +106,12 @@ pub async fn upgrade(
                     Ok(user) => user,
                     Err(_) => return refuse(&mut socket).await,
                 };
-                span.record("user_id", identity.user_id);
+                tracing::Span::current().record("user_id", identity.user_id);
                 tracing::debug!("socket opened");
                 connection::run(socket, cable, identity, user).await;
                 tracing::debug!("socket closed");
             }
-            .instrument(task_span)
+            .instrument(span)
         })
         .into_response()
 }
