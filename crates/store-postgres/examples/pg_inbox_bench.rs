@@ -9,25 +9,17 @@
 //! (HTTP, rendering, JSON) comes from `chatterly-load conversation-list`; see
 //! BENCHMARKS.md.
 
-use std::time::{Duration, Instant};
-
 use chatterly_store::{testkit, Store};
 use chatterly_store_postgres::PgStore;
 use sqlx::{Connection, Executor, PgConnection};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const CALLS: usize = 300;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
 }
 
 async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -71,24 +63,19 @@ async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     raw.execute("ANALYZE").await?;
 
-    for _ in 0..20 {
-        store.inbox(reader).await?;
-    }
-    let mut times = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let started = Instant::now();
-        let inbox = store.inbox(reader).await?;
-        times.push(started.elapsed());
-        assert_eq!(inbox.len(), conversations);
-        assert!(inbox.iter().all(|e| e.latest.is_some()));
-    }
-    times.sort_unstable();
+    let (timings, _) = testkit::time_calls(
+        20,
+        300,
+        || store.inbox(reader),
+        |inbox| {
+            assert_eq!(inbox.len(), conversations);
+            assert!(inbox.iter().all(|e| e.latest.is_some()));
+        },
+    )
+    .await?;
     println!(
-        "postgres inbox of {conversations} conversations over {} partitions: p50 {:?}, p99 {:?}, max {:?} ({CALLS} calls)",
-        partitions + 3,
-        percentile(&times, 0.50),
-        percentile(&times, 0.99),
-        times[times.len() - 1]
+        "postgres inbox of {conversations} conversations over {} partitions: {timings}",
+        partitions + 3
     );
     Ok(())
 }

@@ -11,56 +11,14 @@
 //! batches with its `search_vector` computed as a send computes it. See
 //! BENCHMARKS.md.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chatterly_store::{testkit, SearchQuery, SearchRequest, SearchTerm, Store};
+use chatterly_store::{testkit, SearchTerm};
 use chatterly_store_postgres::PgStore;
 use sqlx::{Connection, Executor, PgConnection};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const CALLS: usize = 300;
 const MONTHS: i64 = 12;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
-}
-
-async fn time(
-    store: &PgStore,
-    label: &str,
-    reader: i64,
-    term: SearchTerm,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let request = SearchRequest {
-        user_id: reader,
-        query: SearchQuery { terms: vec![term] },
-        conversation_id: None,
-        from_user_id: None,
-        created_before: None,
-        created_from: None,
-        after: None,
-        limit: 50,
-    };
-    for _ in 0..20 {
-        store.search_messages(request.clone()).await?;
-    }
-    let mut times = Vec::with_capacity(CALLS);
-    let mut hits = 0;
-    for _ in 0..CALLS {
-        let started = Instant::now();
-        hits = store.search_messages(request.clone()).await?.len();
-        times.push(started.elapsed());
-    }
-    times.sort_unstable();
-    println!(
-        "postgres search {label}: {hits} hits on the page, p50 {:?}, p99 {:?}, max {:?} ({CALLS} calls)",
-        percentile(&times, 0.50),
-        percentile(&times, 0.99),
-        times[times.len() - 1]
-    );
-    Ok(())
-}
 
 async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let messages: i64 = std::env::var("MESSAGES")
@@ -126,22 +84,25 @@ async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     raw.execute("VACUUM ANALYZE").await?;
     println!("loaded {messages} messages in {:?}", loading.elapsed());
 
-    time(
+    testkit::time_search(
         &store,
+        "postgres",
         &format!("one word in 1 % ({:?})", testkit::SEARCH_COMMON_WORD),
         reader,
         SearchTerm::Word(testkit::SEARCH_COMMON_WORD.into()),
     )
     .await?;
-    time(
+    testkit::time_search(
         &store,
+        "postgres",
         &format!("one word in 0.01 % ({:?})", testkit::SEARCH_RARE_WORD),
         reader,
         SearchTerm::Word(testkit::SEARCH_RARE_WORD.into()),
     )
     .await?;
-    time(
+    testkit::time_search(
         &store,
+        "postgres",
         "a prefix of the 1 % word (\"kumq*\")",
         reader,
         SearchTerm::Prefix("kumq".into()),

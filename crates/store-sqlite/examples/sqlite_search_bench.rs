@@ -10,51 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use chatterly_store::{testkit, SearchQuery, SearchRequest, SearchTerm, Store};
+use chatterly_store::{testkit, SearchTerm};
 use chatterly_store_sqlite::SqliteStore;
-
-const CALLS: usize = 300;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
-}
-
-async fn time(
-    store: &SqliteStore,
-    label: &str,
-    reader: i64,
-    term: SearchTerm,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let request = SearchRequest {
-        user_id: reader,
-        query: SearchQuery { terms: vec![term] },
-        conversation_id: None,
-        from_user_id: None,
-        created_before: None,
-        created_from: None,
-        after: None,
-        limit: 50,
-    };
-    for _ in 0..20 {
-        store.search_messages(request.clone()).await?;
-    }
-    let mut times = Vec::with_capacity(CALLS);
-    let mut hits = 0;
-    for _ in 0..CALLS {
-        let started = Instant::now();
-        hits = store.search_messages(request.clone()).await?.len();
-        times.push(started.elapsed());
-    }
-    times.sort_unstable();
-    println!(
-        "sqlite search {label}: {hits} hits on the page, p50 {:?}, p99 {:?}, max {:?} ({CALLS} calls)",
-        percentile(&times, 0.50),
-        percentile(&times, 0.99),
-        times[times.len() - 1]
-    );
-    Ok(())
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -111,22 +68,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             / 1_000_000
     );
 
-    time(
+    testkit::time_search(
         &store,
+        "sqlite",
         &format!("one word in 1 % ({:?})", testkit::SEARCH_COMMON_WORD),
         reader,
         SearchTerm::Word(testkit::SEARCH_COMMON_WORD.into()),
     )
     .await?;
-    time(
+    testkit::time_search(
         &store,
+        "sqlite",
         &format!("one word in 0.01 % ({:?})", testkit::SEARCH_RARE_WORD),
         reader,
         SearchTerm::Word(testkit::SEARCH_RARE_WORD.into()),
     )
     .await?;
-    time(
+    testkit::time_search(
         &store,
+        "sqlite",
         "a prefix of the 1 % word (\"kumq*\")",
         reader,
         SearchTerm::Prefix("kumq".into()),

@@ -6,8 +6,8 @@
 
 use crate::{
     Broadcast, ConversationKind, Id, InboxEntry, Inserted, MarkKind, Marked, Mentions, Message,
-    MessageKind, NewConversation, NewMessage, NewUser, ProfileUpdate, ReadState, Role, Store,
-    StoreError,
+    MessageKind, NewConversation, NewMessage, NewUser, ProfileUpdate, ReadState, Role, SearchQuery,
+    SearchRequest, SearchTerm, Store, StoreError, StoreResult,
 };
 
 async fn user(store: &dyn Store, name: &str) -> Id {
@@ -765,4 +765,86 @@ pub async fn seed_search_rooms(store: &dyn Store, conversations: usize) -> (Id, 
         rooms.push((c, author));
     }
     (reader, rooms)
+}
+
+// ---- timing for the store benches (the examples) ----------------------------
+
+/// Durations of a bench's timed calls, sorted.
+pub struct Timings(Vec<std::time::Duration>);
+
+impl Timings {
+    /// The `p` quantile (0.0..=1.0), nearest rank.
+    pub fn percentile(&self, p: f64) -> std::time::Duration {
+        let n = self.0.len();
+        let index = ((n as f64 * p).ceil() as usize).clamp(1, n.max(1)) - 1;
+        self.0.get(index).copied().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:?}, p99 {:?}, max {:?} ({} calls)",
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.0.last().copied().unwrap_or_default(),
+            self.0.len()
+        )
+    }
+}
+
+/// Calls `call` `warmup` times untimed, then `calls` times one after the
+/// other, timing each; `check` sees every timed result outside the timing.
+/// Returns the timings and the last result.
+pub async fn time_calls<T, F, Fut>(
+    warmup: usize,
+    calls: usize,
+    mut call: F,
+    mut check: impl FnMut(&T),
+) -> StoreResult<(Timings, Option<T>)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    for _ in 0..warmup {
+        call().await?;
+    }
+    let mut times = Vec::with_capacity(calls);
+    let mut last = None;
+    for _ in 0..calls {
+        let started = std::time::Instant::now();
+        let result = call().await?;
+        times.push(started.elapsed());
+        check(&result);
+        last = Some(result);
+    }
+    times.sort_unstable();
+    Ok((Timings(times), last))
+}
+
+/// A page of 50 search hits for one term, as the reader, timed over 300
+/// calls after 20 warm-up calls (the search benches of both backends).
+pub async fn time_search(
+    store: &dyn Store,
+    backend: &str,
+    label: &str,
+    reader: Id,
+    term: SearchTerm,
+) -> StoreResult<()> {
+    let request = SearchRequest {
+        user_id: reader,
+        query: SearchQuery { terms: vec![term] },
+        conversation_id: None,
+        from_user_id: None,
+        created_before: None,
+        created_from: None,
+        after: None,
+        limit: 50,
+    };
+    let (timings, last) =
+        time_calls(20, 300, || store.search_messages(request.clone()), |_| {}).await?;
+    let hits = last.map_or(0, |page| page.len());
+    println!("{backend} search {label}: {hits} hits on the page, {timings}");
+    Ok(())
 }
