@@ -20,12 +20,12 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{register_users, run_id, run_workers, Budget, Ctx};
+use super::{get_repeatedly, register_users, run_id, Budget, Ctx};
 use crate::api::{Api, Session};
 use crate::cli::ConversationListArgs;
 use crate::progress::Progress;
 use crate::report::{Operation, Report, Setup};
-use crate::stats::{Live, Recorder};
+use crate::stats::Live;
 
 /// Setup requests in flight at once.
 const PARALLELISM: usize = 16;
@@ -147,28 +147,11 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
     );
     let cpu = crate::report::CpuMeter::start(args.cpu.server_pid);
     let start = Instant::now();
-    let results = run_workers(args.run.workers(), |_| {
-        let (api, reader, url) = (api.clone(), reader.clone(), url.clone());
-        let (budget, live) = (budget.clone(), live.clone());
-        async move {
-            let mut recorder = Recorder::default();
-            while budget.take() {
-                let (outcome, latency) = Api::timed(api.get(&url, &reader)).await;
-                live.count(outcome.is_success());
-                recorder.record(outcome, latency);
-            }
-            recorder
-        }
-    })
-    .await?;
+    let all = get_repeatedly(api, &reader, &url, args.run.workers(), &budget, &live).await?;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu.finish();
     progress.finish().await;
 
-    let mut all = Recorder::default();
-    for recorder in &results {
-        all.merge(recorder);
-    }
     // Nothing the run did may have changed the list.
     check(api, &reader, &expected).await?;
     let operation = format!("conversations ({n})");

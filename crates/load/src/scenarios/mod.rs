@@ -137,6 +137,37 @@ where
     Ok(results)
 }
 
+/// `workers` loops, each GETting `url` as `reader` for as long as the budget
+/// lasts; their recorders merged into one.
+pub async fn get_repeatedly(
+    api: &Api,
+    reader: &Session,
+    url: &Arc<String>,
+    workers: usize,
+    budget: &Arc<Budget>,
+    live: &Arc<crate::stats::Live>,
+) -> Result<crate::stats::Recorder> {
+    let results = run_workers(workers, |_| {
+        let (api, reader, url) = (api.clone(), reader.clone(), url.clone());
+        let (budget, live) = (budget.clone(), live.clone());
+        async move {
+            let mut recorder = crate::stats::Recorder::default();
+            while budget.take() {
+                let (outcome, latency) = Api::timed(api.get(&url, &reader)).await;
+                live.count(outcome.is_success());
+                recorder.record(outcome, latency);
+            }
+            recorder
+        }
+    })
+    .await?;
+    let mut all = crate::stats::Recorder::default();
+    for recorder in &results {
+        all.merge(recorder);
+    }
+    Ok(all)
+}
+
 /// A short random tag for this run (usernames, conversation names, client
 /// message ids), so runs never collide on a server that keeps its data.
 pub fn run_id() -> String {

@@ -17,12 +17,12 @@ use anyhow::{bail, Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
-use super::{register_users, run_id, run_workers, Budget, Ctx};
+use super::{get_repeatedly, register_users, run_id, Budget, Ctx};
 use crate::api::{Api, Session};
 use crate::cli::SearchArgs;
 use crate::progress::Progress;
 use crate::report::{Operation, Report, Setup};
-use crate::stats::{Live, Recorder};
+use crate::stats::Live;
 
 /// Setup requests in flight at once.
 const PARALLELISM: usize = 32;
@@ -127,27 +127,10 @@ pub async fn run(ctx: &Ctx, args: &SearchArgs) -> Result<Report> {
     let budget = Budget::new(args.run.duration(), args.run.requests, ctx.stop.clone());
     let progress = Progress::start("search", live.clone(), args.run.duration(), ctx.chatty);
     let start = Instant::now();
-    let results = run_workers(args.run.workers(), |_| {
-        let (api, reader, url) = (api.clone(), reader.clone(), url.clone());
-        let (budget, live) = (budget.clone(), live.clone());
-        async move {
-            let mut recorder = Recorder::default();
-            while budget.take() {
-                let (outcome, latency) = Api::timed(api.get(&url, &reader)).await;
-                live.count(outcome.is_success());
-                recorder.record(outcome, latency);
-            }
-            recorder
-        }
-    })
-    .await?;
+    let all = get_repeatedly(api, &reader, &url, args.run.workers(), &budget, &live).await?;
     let elapsed = start.elapsed().as_secs_f64();
     progress.finish().await;
 
-    let mut all = Recorder::default();
-    for recorder in &results {
-        all.merge(recorder);
-    }
     check(api, &reader, &word, visible).await?;
     let operation = format!("search one word ({visible} visible matches in {total} messages)");
     let operations = vec![Operation::new(&operation, &all, elapsed)];
