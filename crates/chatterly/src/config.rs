@@ -312,6 +312,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATTERLY_USER_SEARCH_LIMIT", default_value_t = 100)]
     pub user_search_limit: u32,
 
+    /// Message search ranks the newest this many matches a user may read
+    /// (the cost of a query grows with it); 0 ranks every match.
+    #[arg(long, env = "CHATTERLY_SEARCH_RANK_WINDOW", default_value_t = 2000)]
+    pub search_rank_window: u32,
+
     /// Failed logins that lock an account.
     #[arg(long, env = "CHATTERLY_LOCK_AFTER", default_value_t = 10)]
     pub lock_after: i32,
@@ -480,6 +485,9 @@ pub struct Limits {
     pub default_page: u32,
     pub max_page: u32,
     pub user_search_limit: u32,
+    /// Message search ranks only the newest this many visible matches;
+    /// `None` ranks every one.
+    pub search_rank_window: Option<u32>,
     pub lock_after: i32,
     pub lock_duration: Duration,
     /// How long a call rings before it is missed.
@@ -731,6 +739,7 @@ impl ServeArgs {
                 default_page: 50.min(self.max_page),
                 max_page: self.max_page,
                 user_search_limit: self.user_search_limit,
+                search_rank_window: Some(self.search_rank_window).filter(|w| *w > 0),
                 lock_after: self.lock_after,
                 lock_duration: Duration::from_secs(self.lock_seconds),
                 call_ring_timeout,

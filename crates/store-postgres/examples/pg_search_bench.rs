@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use chatterly_store::{testkit, SearchTerm};
+use chatterly_store::testkit;
 use chatterly_store_postgres::PgStore;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -84,30 +84,8 @@ async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     raw.execute("VACUUM ANALYZE").await?;
     println!("loaded {messages} messages in {:?}", loading.elapsed());
 
-    testkit::time_search(
-        &store,
-        "postgres",
-        &format!("one word in 1 % ({:?})", testkit::SEARCH_COMMON_WORD),
-        reader,
-        SearchTerm::Word(testkit::SEARCH_COMMON_WORD.into()),
-    )
-    .await?;
-    testkit::time_search(
-        &store,
-        "postgres",
-        &format!("one word in 0.01 % ({:?})", testkit::SEARCH_RARE_WORD),
-        reader,
-        SearchTerm::Word(testkit::SEARCH_RARE_WORD.into()),
-    )
-    .await?;
-    testkit::time_search(
-        &store,
-        "postgres",
-        "a prefix of the 1 % word (\"kumq*\")",
-        reader,
-        SearchTerm::Prefix("kumq".into()),
-    )
-    .await?;
+    // The server's default window (`--search-rank-window`).
+    testkit::time_searches(&store, "postgres", reader, 2000).await?;
     Ok(())
 }
 

@@ -3,8 +3,10 @@
 //! language kept in the database.
 
 use chatterly_store::{
-    Id, SearchHit, SearchRequest, SearchTerm, StoreError, StoreResult, SNIPPET_CLOSE, SNIPPET_OPEN,
+    Id, SearchHit, SearchOrder, SearchRequest, SearchTerm, StoreError, StoreResult, SNIPPET_CLOSE,
+    SNIPPET_OPEN,
 };
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use sqlx::PgPool;
 
 use crate::error::backend;
@@ -44,73 +46,178 @@ fn headline_options() -> String {
     )
 }
 
+/// The text search query of every statement: the parsed query (`$2`) in the
+/// search language.
+macro_rules! tsquery {
+    () => {
+        "to_tsquery(chatterly_search_language(), $2)"
+    };
+}
+
+/// The searcher's visible matches in one span of time (`$5 <= created_at <
+/// $6`, NULL: unbounded), newest first, at most `$7` (NULL: all), each with its rank
+/// (`ts_rank_cd`, cover density: how often and how close the terms occur,
+/// divided by 1 + log of the length) and, when `$8` is set, only those before
+/// the position `($8, $9)` in creation order. The span prunes the statement
+/// to its partitions; the GIN index of each finds the matches.
+const SPAN: &str = concat!(
+    "SELECT m.id, m.created_at, ts_rank_cd(m.search_vector, ",
+    tsquery!(),
+    ", 1)::float8 AS score
+     FROM messages m
+     JOIN conversation_members cm
+       ON cm.conversation_id = m.conversation_id AND cm.user_id = $1
+     WHERE m.search_vector @@ ",
+    tsquery!(),
+    " AND m.deleted_at IS NULL
+       AND ($3::bigint IS NULL OR m.conversation_id = $3)
+       AND ($4::bigint IS NULL OR m.user_id = $4)
+       AND ($5::timestamptz IS NULL OR m.created_at >= $5)
+       AND ($6::timestamptz IS NULL OR m.created_at < $6)
+       AND ($8::timestamptz IS NULL OR (m.created_at, m.id) < ($8, $9))
+     ORDER BY m.created_at DESC, m.id DESC
+     LIMIT $7"
+);
+
+/// The page's messages and headlines, in the page's order (`$1`, `$2`: ids
+/// and creation times, which find each row in its partition).
+const PAGE: &str = concat!(
+    "SELECT hit.ord, ts_headline(chatterly_search_language(), msg.content, ",
+    tsquery!(),
+    ", $3) AS snippet, msg.*
+     FROM unnest($1::bigint[], $4::timestamptz[]) WITH ORDINALITY AS hit(id, created_at, ord)
+     CROSS JOIN LATERAL (
+         SELECT ",
+    message_columns!(),
+    " FROM messages WHERE id = hit.id AND created_at = hit.created_at
+     ) msg
+     ORDER BY hit.ord"
+);
+
 #[derive(sqlx::FromRow)]
-struct HitRow {
+struct Candidate {
+    id: Id,
+    created_at: DateTime<Utc>,
     score: f64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PageRow {
+    ord: i64,
     snippet: String,
     #[sqlx(flatten)]
     message: MessageRow,
 }
 
-/// The best-ranked matches among the searcher's conversations
-/// (`ts_rank_cd`, cover density: how often and how close the terms occur, divided by 1 + log of the length; every match is ranked, which is
-/// what ranking costs), then the headline of the page's rows only. The GIN
-/// index finds the matches in every partition; a date bound prunes them.
+/// How far back each step of a search reaches from the newest message it
+/// may return: a month, then four, then everything. Most searches of a
+/// common word fill their window or page in the first spans and never read
+/// the older partitions; a rare word reads them all, in three statements.
+const SPANS: [TimeDelta; 2] = [TimeDelta::days(31), TimeDelta::days(124)];
+
+/// The creation time a recent-order score stands for (its milliseconds).
+fn score_time(score: f64) -> Option<DateTime<Utc>> {
+    if !score.is_finite() {
+        return None;
+    }
+    Utc.timestamp_millis_opt(score as i64).single()
+}
+
+/// Runs a search in one snapshot (a repeatable-read transaction): the
+/// visible matches span by span back in time, newest first, until the
+/// ranking window (or, in recent order, the page) is full; then, ranked,
+/// the page of the best after the cursor; then the headline of the page's
+/// rows only.
 pub(crate) async fn search(pool: &PgPool, request: &SearchRequest) -> StoreResult<Vec<SearchHit>> {
-    let (after_score, after_id) = match request.after {
-        Some(position) => (Some(position.score), Some(position.id)),
-        None => (None, None),
+    let query = tsquery_text(&request.query.terms);
+    let (wanted, recent_after) = match request.order {
+        SearchOrder::Relevance { window } => (window.map(i64::from), None),
+        SearchOrder::Recent => (
+            Some(i64::from(request.limit)),
+            request
+                .after
+                .and_then(|position| Some((score_time(position.score)?, position.id))),
+        ),
     };
-    let rows: Vec<HitRow> = sqlx::query_as(concat!(
-        "WITH hits AS (
-             SELECT m.id, m.created_at,
-                    ts_rank_cd(m.search_vector, to_tsquery(chatterly_search_language(), $2), 1)::float8
-                        AS score
-             FROM messages m
-             JOIN conversation_members cm
-               ON cm.conversation_id = m.conversation_id AND cm.user_id = $1
-             WHERE m.search_vector @@ to_tsquery(chatterly_search_language(), $2)
-               AND m.deleted_at IS NULL
-               AND ($3::bigint IS NULL OR m.conversation_id = $3)
-               AND ($4::bigint IS NULL OR m.user_id = $4)
-               AND ($5::timestamptz IS NULL OR m.created_at < $5)
-               AND ($6::timestamptz IS NULL OR m.created_at >= $6)
-               AND ($7::float8 IS NULL
-                    OR (ts_rank_cd(m.search_vector, to_tsquery(chatterly_search_language(), $2), 1)
-                            ::float8, m.id) < ($7, $8))
-             ORDER BY score DESC, m.id DESC
-             LIMIT $9
-         )
-         SELECT hits.score,
-                ts_headline(chatterly_search_language(), msg.content,
-                            to_tsquery(chatterly_search_language(), $2), $10) AS snippet,
-                msg.*
-         FROM hits
-         CROSS JOIN LATERAL (
-             SELECT ",
-        message_columns!(),
-        " FROM messages WHERE id = hits.id AND created_at = hits.created_at
-         ) msg
-         ORDER BY hits.score DESC, hits.id DESC"
-    ))
-    .bind(request.user_id)
-    .bind(tsquery_text(&request.query.terms))
-    .bind(request.conversation_id)
-    .bind(request.from_user_id)
-    .bind(request.created_before)
-    .bind(request.created_from)
-    .bind(after_score)
-    .bind(after_id.unwrap_or(Id::MAX))
-    .bind(i64::from(request.limit))
-    .bind(headline_options())
-    .fetch_all(pool)
-    .await
-    .map_err(backend)?;
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+
+    let newest = request.created_before.unwrap_or_else(Utc::now);
+    let mut upper = request.created_before;
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for step in 0..=SPANS.len() {
+        // The last step reaches back to `created_from` (or the first message).
+        let lower = match SPANS
+            .get(step)
+            .and_then(|span| newest.checked_sub_signed(*span))
+        {
+            Some(lower) => Some(request.created_from.map_or(lower, |from| lower.max(from))),
+            None => request.created_from,
+        };
+        let room = wanted.map(|wanted| wanted - candidates.len() as i64);
+        let mut found: Vec<Candidate> = sqlx::query_as(SPAN)
+            .bind(request.user_id)
+            .bind(&query)
+            .bind(request.conversation_id)
+            .bind(request.from_user_id)
+            .bind(lower)
+            .bind(upper)
+            .bind(room)
+            .bind(recent_after.map(|(time, _)| time))
+            .bind(recent_after.map_or(Id::MAX, |(_, id)| id))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        candidates.append(&mut found);
+        let full = wanted.is_some_and(|wanted| candidates.len() as i64 >= wanted);
+        let reached_the_start = lower.is_none() || lower == request.created_from;
+        if full || reached_the_start {
+            break;
+        }
+        upper = lower;
+    }
+
+    match request.order {
+        SearchOrder::Relevance { .. } => {
+            if let Some(after) = request.after {
+                candidates.retain(|c| (c.score, c.id) < (after.score, after.id));
+            }
+            candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
+        }
+        SearchOrder::Recent => {
+            // The position a cursor keeps: the creation time's milliseconds
+            // (exact in an f64) with the id.
+            for candidate in &mut candidates {
+                candidate.score = candidate.created_at.timestamp_millis() as f64;
+            }
+        }
+    }
+    candidates.truncate(request.limit as usize);
+
+    let ids: Vec<Id> = candidates.iter().map(|c| c.id).collect();
+    let times: Vec<DateTime<Utc>> = candidates.iter().map(|c| c.created_at).collect();
+    let rows: Vec<PageRow> = sqlx::query_as(PAGE)
+        .bind(&ids)
+        .bind(&query)
+        .bind(headline_options())
+        .bind(&times)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
     rows.into_iter()
         .map(|row| {
+            let score = usize::try_from(row.ord - 1)
+                .ok()
+                .and_then(|i| candidates.get(i))
+                .map(|c| c.score)
+                .ok_or_else(|| StoreError::Backend("a search page row out of order".into()))?;
             Ok(SearchHit {
                 message: row.message.try_into()?,
-                score: row.score,
+                score,
                 snippet: row.snippet,
             })
         })

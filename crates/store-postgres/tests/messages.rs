@@ -546,3 +546,119 @@ async fn cancelled_sends_leave_no_gaps() {
         Some(last.seq)
     );
 }
+
+/// Search reads back through time a span at a time (a month, four, then
+/// the rest): the window, the recent order's pages and the date bounds all
+/// see messages in old partitions and in the default partition alike.
+#[tokio::test]
+async fn search_walks_back_through_older_partitions() {
+    use chatterly_store::{SearchOrder, SearchQuery, SearchRequest, SearchTerm};
+
+    let (db, store) = TestDb::migrated().await;
+    let alice = user(&store, "alice").await;
+    let c = group(&store, &alice, &[]).await;
+    let raw = db.raw().await;
+    let now = now();
+    // Newest first: today, 50 days, 150 days (past the first two spans) and
+    // 400 days ago (no partition: the default one holds it). The oldest
+    // says the word most often, so it ranks first once inside the window.
+    let ages = [0i64, 50, 150, 400];
+    let mut ids = Vec::new();
+    for (seq, days) in ages.iter().enumerate() {
+        let at = now - chrono::TimeDelta::days(*days);
+        let content = if *days == 400 {
+            "ibis ibis ibis"
+        } else {
+            "an ibis among many other words"
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, user_id, seq, content, kind, created_at,
+                                   updated_at, search_vector)
+             VALUES ($1, $2, $3, $4, 0, $5, $5, to_tsvector(chatterly_search_language(), $4))
+             RETURNING id",
+        )
+        .bind(c.id)
+        .bind(alice.id)
+        .bind(seq as i64 + 1)
+        .bind(content)
+        .bind(at)
+        .fetch_one(&raw)
+        .await
+        .expect("insert an old message");
+        ids.push(id);
+    }
+    let request = |order: SearchOrder| SearchRequest {
+        user_id: alice.id,
+        query: SearchQuery {
+            terms: vec![SearchTerm::Word("ibis".into())],
+        },
+        conversation_id: None,
+        from_user_id: None,
+        created_before: None,
+        created_from: None,
+        after: None,
+        limit: 10,
+        order,
+    };
+    let found = |hits: Vec<chatterly_store::SearchHit>| -> Vec<i64> {
+        hits.iter().map(|h| h.message.id).collect()
+    };
+
+    let every = store
+        .search_messages(request(SearchOrder::Relevance { window: None }))
+        .await
+        .expect("search");
+    assert_eq!(every.len(), 4);
+    assert_eq!(every[0].message.id, ids[3], "the best match, however old");
+    assert!(every.iter().all(|h| h.snippet.contains('\u{E000}')));
+
+    let window = store
+        .search_messages(request(SearchOrder::Relevance { window: Some(3) }))
+        .await
+        .expect("search");
+    let mut windowed = found(window);
+    windowed.sort_unstable();
+    assert_eq!(
+        windowed,
+        ids[..3].to_vec(),
+        "the three newest, across spans"
+    );
+
+    // Newest first, a page of one at a time, to the end.
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .search_messages(SearchRequest {
+                after,
+                limit: 1,
+                ..request(SearchOrder::Recent)
+            })
+            .await
+            .expect("search");
+        let Some(hit) = page.first() else { break };
+        pages.push(hit.message.id);
+        after = Some(hit.position());
+        assert!(pages.len() <= 4, "{pages:?}");
+    }
+    assert_eq!(pages, ids);
+
+    let before_100_days = store
+        .search_messages(SearchRequest {
+            created_before: Some(now - chrono::TimeDelta::days(100)),
+            ..request(SearchOrder::Recent)
+        })
+        .await
+        .expect("search");
+    assert_eq!(found(before_100_days), ids[2..].to_vec());
+    let from_200_days = store
+        .search_messages(SearchRequest {
+            created_from: Some(now - chrono::TimeDelta::days(200)),
+            ..request(SearchOrder::Relevance { window: Some(100) })
+        })
+        .await
+        .expect("search");
+    let mut recent_three = found(from_200_days);
+    recent_three.sort_unstable();
+    assert_eq!(recent_three, ids[..3].to_vec());
+}

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use chatterly_store::{testkit, SearchTerm};
+use chatterly_store::testkit;
 use chatterly_store_sqlite::SqliteStore;
 
 #[tokio::main]
@@ -68,30 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             / 1_000_000
     );
 
-    testkit::time_search(
-        &store,
-        "sqlite",
-        &format!("one word in 1 % ({:?})", testkit::SEARCH_COMMON_WORD),
-        reader,
-        SearchTerm::Word(testkit::SEARCH_COMMON_WORD.into()),
-    )
-    .await?;
-    testkit::time_search(
-        &store,
-        "sqlite",
-        &format!("one word in 0.01 % ({:?})", testkit::SEARCH_RARE_WORD),
-        reader,
-        SearchTerm::Word(testkit::SEARCH_RARE_WORD.into()),
-    )
-    .await?;
-    testkit::time_search(
-        &store,
-        "sqlite",
-        "a prefix of the 1 % word (\"kumq*\")",
-        reader,
-        SearchTerm::Prefix("kumq".into()),
-    )
-    .await?;
+    // The server's default window (`--search-rank-window`).
+    testkit::time_searches(&store, "sqlite", reader, 2000).await?;
     if std::env::var_os("KEEP").is_some() {
         println!("kept {} (KEEP is set)", dir.keep().display());
     }

@@ -2127,32 +2127,41 @@ mod tests {
     }
 
     /// Search runs from the FTS5 match to each message and its membership by
-    /// key, never through the searcher's whole history.
+    /// key, never through the searcher's whole history, and takes the newest
+    /// matches in the order FTS5 yields them (so a `LIMIT` stops the match
+    /// early), sorting only what it ranks.
     #[tokio::test]
     async fn search_starts_from_the_full_text_match() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir, "search-plan.db").await;
-        let plan = plan(&store, search::PAGE);
-        let step = |prefix: &str| {
-            plan.lines()
-                .position(|l| l.trim().starts_with(prefix))
-                .unwrap_or_else(|| panic!("{prefix}: {plan}"))
-        };
-        let fts = step("SCAN messages_fts VIRTUAL TABLE");
-        let message = step("SEARCH m USING INTEGER PRIMARY KEY (rowid=?)");
-        let member = step("SEARCH cm USING");
-        assert!(fts < message && message < member, "{plan}");
-        assert!(
-            plan.contains("user_id=? AND conversation_id=?")
-                || plan.contains("conversation_id=? AND user_id=?"),
-            "a point lookup of the membership: {plan}"
-        );
-        assert!(
-            !plan
-                .lines()
-                .any(|l| l.trim() == "SCAN m" || l.trim() == "SCAN cm"),
-            "{plan}"
-        );
+        for (statement, sorts) in [(search::RANKED_PAGE, 2), (search::RECENT_PAGE, 1)] {
+            let plan = plan(&store, statement);
+            let step = |prefix: &str| {
+                plan.lines()
+                    .position(|l| l.trim().starts_with(prefix))
+                    .unwrap_or_else(|| panic!("{prefix}: {plan}"))
+            };
+            let fts = step("SCAN messages_fts VIRTUAL TABLE");
+            let message = step("SEARCH m USING INTEGER PRIMARY KEY (rowid=?)");
+            let member = step("SEARCH cm USING");
+            assert!(fts < message && message < member, "{plan}");
+            assert!(
+                plan.contains("user_id=? AND conversation_id=?")
+                    || plan.contains("conversation_id=? AND user_id=?"),
+                "a point lookup of the membership: {plan}"
+            );
+            assert!(
+                !plan
+                    .lines()
+                    .any(|l| l.trim() == "SCAN m" || l.trim() == "SCAN cm"),
+                "{plan}"
+            );
+            assert_eq!(
+                plan.matches("USE TEMP B-TREE FOR ORDER BY").count(),
+                sorts,
+                "only the ranked window is sorted: {plan}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! page, then a snippet per hit.
 
 use chatterly_store::{
-    Id, SearchHit, SearchRequest, SearchTerm, StoreResult, SNIPPET_CLOSE, SNIPPET_OPEN,
+    Id, SearchHit, SearchOrder, SearchRequest, SearchTerm, StoreResult, SNIPPET_CLOSE, SNIPPET_OPEN,
 };
 use rusqlite::{params, Connection};
 
@@ -40,31 +40,62 @@ pub(crate) fn fts5_expression(terms: &[SearchTerm]) -> String {
     out
 }
 
-/// The page of hits: the best-ranked matches (bm25, negated so higher is
-/// better) among the searcher's conversations, then the message rows.
-/// `CROSS JOIN` fixes the join order (SQLite never reorders it): from the
-/// FTS5 match to each message by rowid and its membership by primary key,
-/// never from the searcher's memberships through all their history. Every
-/// match is scored, which is what ranking costs.
-pub(crate) const PAGE: &str = concat!(
+/// The matches the searcher may read, newest first: `CROSS JOIN` fixes the
+/// join order (SQLite never reorders it), from the FTS5 match (which yields
+/// rowids in descending order itself, so a `LIMIT` stops it early) to each
+/// message by rowid and its membership by primary key, never from the
+/// searcher's memberships through all their history.
+macro_rules! visible_matches {
+    ($select:literal) => {
+        concat!(
+            $select,
+            " FROM messages_fts",
+            " CROSS JOIN messages m ON m.id = messages_fts.rowid",
+            " CROSS JOIN conversation_members cm",
+            "   ON cm.conversation_id = m.conversation_id AND cm.user_id = ?2",
+            " WHERE messages_fts MATCH ?1 AND m.deleted_at IS NULL",
+            "   AND (?3 IS NULL OR m.conversation_id = ?3)",
+            "   AND (?4 IS NULL OR m.user_id = ?4)",
+            "   AND (?5 IS NULL OR m.created_at < ?5)",
+            "   AND (?6 IS NULL OR m.created_at >= ?6)",
+        )
+    };
+}
+
+/// The page's message rows, in the page's order.
+macro_rules! hit_messages {
+    () => {
+        concat!(
+            " SELECT hits.score, ",
+            message_columns!(),
+            " FROM hits JOIN messages ON messages.id = hits.hit_id",
+            " ORDER BY hits.score DESC, messages.id DESC"
+        )
+    };
+}
+
+/// The page of best-ranked hits (bm25, negated so higher is better) among
+/// the newest `?10` visible matches (-1: all of them), after the cursor
+/// `(?7, ?8)`. Only the window's matches are scored, which is what bounds
+/// the cost of a common word.
+pub(crate) const RANKED_PAGE: &str = concat!(
+    "WITH candidates AS (",
+    visible_matches!("SELECT messages_fts.rowid AS hit_id, -bm25(messages_fts) AS score"),
+    " ORDER BY messages_fts.rowid DESC LIMIT ?10),",
+    " hits AS (SELECT hit_id, score FROM candidates",
+    "   WHERE ?7 IS NULL OR score < ?7 OR (score = ?7 AND hit_id < ?8)",
+    "   ORDER BY score DESC, hit_id DESC LIMIT ?9)",
+    hit_messages!()
+);
+
+/// The page of newest hits before the cursor's id `?8` (scores are all 0;
+/// `?7` is bound but unused): the match stops once the page is full.
+pub(crate) const RECENT_PAGE: &str = concat!(
     "WITH hits AS (",
-    "SELECT messages_fts.rowid AS hit_id, -bm25(messages_fts) AS score",
-    " FROM messages_fts",
-    " CROSS JOIN messages m ON m.id = messages_fts.rowid",
-    " CROSS JOIN conversation_members cm",
-    "   ON cm.conversation_id = m.conversation_id AND cm.user_id = ?2",
-    " WHERE messages_fts MATCH ?1 AND m.deleted_at IS NULL",
-    "   AND (?3 IS NULL OR m.conversation_id = ?3)",
-    "   AND (?4 IS NULL OR m.user_id = ?4)",
-    "   AND (?5 IS NULL OR m.created_at < ?5)",
-    "   AND (?6 IS NULL OR m.created_at >= ?6)",
-    "   AND (?7 IS NULL OR -bm25(messages_fts) < ?7",
-    "        OR (-bm25(messages_fts) = ?7 AND messages_fts.rowid < ?8))",
-    " ORDER BY score DESC, hit_id DESC LIMIT ?9)",
-    " SELECT hits.score, ",
-    message_columns!(),
-    " FROM hits JOIN messages ON messages.id = hits.hit_id",
-    " ORDER BY hits.score DESC, messages.id DESC"
+    visible_matches!("SELECT messages_fts.rowid AS hit_id, 0.0 AS score"),
+    "   AND messages_fts.rowid < ?8",
+    " ORDER BY messages_fts.rowid DESC LIMIT ?9)",
+    hit_messages!()
 );
 
 /// The excerpt of one hit: FTS5 picks the 16-token window with the most
@@ -79,20 +110,36 @@ pub(crate) fn search(c: &Connection, request: &SearchRequest) -> StoreResult<Vec
         Some(position) => (Some(position.score), Some(position.id)),
         None => (None, None),
     };
-    let mut page = c.prepare_cached(PAGE).db()?;
+    let created_before = request.created_before.map(to_millis);
+    let created_from = request.created_from.map(to_millis);
+    let after_id = after_id.unwrap_or(Id::MAX);
+    let limit = i64::from(request.limit);
+    let window: i64;
+    // The same numbered parameters in both statements; the ranked one also
+    // takes the window (-1: every match).
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &expression,
+        &request.user_id,
+        &request.conversation_id,
+        &request.from_user_id,
+        &created_before,
+        &created_from,
+        &after_score,
+        &after_id,
+        &limit,
+    ];
+    let statement = match request.order {
+        SearchOrder::Relevance { window: bound } => {
+            window = bound.map_or(-1, i64::from);
+            values.push(&window);
+            RANKED_PAGE
+        }
+        SearchOrder::Recent => RECENT_PAGE,
+    };
+    let mut page = c.prepare_cached(statement).db()?;
     let found: Vec<(f64, chatterly_store::Message)> = rows::all(
         &mut page,
-        params![
-            expression,
-            request.user_id,
-            request.conversation_id,
-            request.from_user_id,
-            request.created_before.map(to_millis),
-            request.created_from.map(to_millis),
-            after_score,
-            after_id.unwrap_or(Id::MAX),
-            i64::from(request.limit),
-        ],
+        values.as_slice(),
         request.limit.min(256) as usize,
         |row| {
             let score: f64 = row.get(0).db()?;

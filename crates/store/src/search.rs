@@ -48,10 +48,26 @@ pub struct SearchRequest {
     /// Only hits ranked after this one (the previous page's last).
     pub after: Option<SearchPosition>,
     pub limit: u32,
+    pub order: SearchOrder,
+}
+
+/// How hits are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchOrder {
+    /// Best first, among the newest `window` matches the searcher may read
+    /// (`None`: among all of them). Ranking costs work per match, so the
+    /// window bounds a query's cost whatever the history holds: a word in
+    /// one message in a hundred is as cheap as one in a thousand.
+    Relevance { window: Option<u32> },
+    /// Newest first, nothing ranked: a query stops as soon as its page is
+    /// full.
+    Recent,
 }
 
 /// A hit's place in the ranking: by `score` descending, then `id`
-/// descending (newer first among equals).
+/// descending (newer first among equals). Under [`SearchOrder::Recent`] the
+/// score is what the backend orders by besides the id (PostgreSQL: the
+/// creation time in milliseconds; SQLite: 0, its ids being in send order).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchPosition {
     pub score: f64,

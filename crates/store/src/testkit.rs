@@ -6,8 +6,8 @@
 
 use crate::{
     Broadcast, ConversationKind, Id, InboxEntry, Inserted, MarkKind, Marked, Mentions, Message,
-    MessageKind, NewConversation, NewMessage, NewUser, ProfileUpdate, ReadState, Role, SearchQuery,
-    SearchRequest, SearchTerm, Store, StoreError, StoreResult,
+    MessageKind, NewConversation, NewMessage, NewUser, ProfileUpdate, ReadState, Role, SearchOrder,
+    SearchQuery, SearchRequest, SearchTerm, Store, StoreError, StoreResult,
 };
 
 async fn user(store: &dyn Store, name: &str) -> Id {
@@ -823,14 +823,68 @@ where
     Ok((Timings(times), last))
 }
 
+/// The search benches of both backends: a page of 50 hits as the reader,
+/// for the common word, the rare word and a prefix of the common word, each
+/// ranked among every match, ranked among the newest `window` (the server's
+/// default), and newest first.
+pub async fn time_searches(
+    store: &dyn Store,
+    backend: &str,
+    reader: Id,
+    window: u32,
+) -> StoreResult<()> {
+    let terms = [
+        (
+            format!("one word in 1 % ({SEARCH_COMMON_WORD:?})"),
+            SearchTerm::Word(SEARCH_COMMON_WORD.into()),
+        ),
+        (
+            format!("one word in 0.01 % ({SEARCH_RARE_WORD:?})"),
+            SearchTerm::Word(SEARCH_RARE_WORD.into()),
+        ),
+        (
+            "a prefix of the 1 % word (\"kumq*\")".to_owned(),
+            SearchTerm::Prefix("kumq".into()),
+        ),
+    ];
+    let orders = [
+        (
+            "ranked, every match",
+            SearchOrder::Relevance { window: None },
+        ),
+        (
+            "ranked, newest window",
+            SearchOrder::Relevance {
+                window: Some(window),
+            },
+        ),
+        ("newest first", SearchOrder::Recent),
+    ];
+    for (label, term) in &terms {
+        for (order_label, order) in orders {
+            time_search(
+                store,
+                backend,
+                &format!("{label}, {order_label}"),
+                reader,
+                term.clone(),
+                order,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// A page of 50 search hits for one term, as the reader, timed over 300
-/// calls after 20 warm-up calls (the search benches of both backends).
-pub async fn time_search(
+/// calls after 20 warm-up calls.
+async fn time_search(
     store: &dyn Store,
     backend: &str,
     label: &str,
     reader: Id,
     term: SearchTerm,
+    order: SearchOrder,
 ) -> StoreResult<()> {
     let request = SearchRequest {
         user_id: reader,
@@ -841,6 +895,7 @@ pub async fn time_search(
         created_from: None,
         after: None,
         limit: 50,
+        order,
     };
     let (timings, last) =
         time_calls(20, 300, || store.search_messages(request.clone()), |_| {}).await?;

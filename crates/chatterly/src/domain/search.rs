@@ -4,8 +4,8 @@
 //! filters, the cursor, and the snippet as safe HTML.
 
 use chatterly_store::{
-    Id, SearchPosition, SearchQuery, SearchRequest, SearchTerm, Timestamp, SNIPPET_CLOSE,
-    SNIPPET_OPEN,
+    Id, SearchOrder, SearchPosition, SearchQuery, SearchRequest, SearchTerm, Timestamp,
+    SNIPPET_CLOSE, SNIPPET_OPEN,
 };
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
@@ -30,6 +30,8 @@ pub struct SearchParams {
     pub after: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<i64>,
+    /// `relevance` (the default) or `recent`.
+    pub sort: Option<String>,
 }
 
 fn bad(message: impl Into<String>) -> DomainError {
@@ -210,7 +212,8 @@ pub fn snippet_html(snippet: &str) -> String {
 
 impl Domain {
     /// Searches the messages the caller can read (see [`parse_query`]): best
-    /// first, a page of `limit` (default and clamp as history), with the
+    /// first among the newest `--search-rank-window` matches (or newest
+    /// first, `sort=recent`), a page of `limit` (default and clamp as history), with the
     /// cursor of the next page when this one is full. A `conversation_id`
     /// the caller is not a member of is a 404, as everywhere.
     pub async fn search(
@@ -240,6 +243,13 @@ impl Domain {
             .limit
             .unwrap_or(i64::from(self.limits.default_page))
             .clamp(1, i64::from(self.limits.max_page)) as u32;
+        let order = match params.sort.as_deref().map(str::trim) {
+            None | Some("" | "relevance") => SearchOrder::Relevance {
+                window: self.limits.search_rank_window,
+            },
+            Some("recent") => SearchOrder::Recent,
+            Some(_) => return Err(bad("sort must be relevance or recent")),
+        };
         if let Some(conversation_id) = params.conversation_id {
             self.member_of(identity, conversation_id).await?;
         }
@@ -254,6 +264,7 @@ impl Domain {
                 created_from,
                 after,
                 limit,
+                order,
             })
             .await?;
         let next_cursor = if hits.len() == limit as usize {

@@ -27,8 +27,11 @@ pub struct SearchBody {
 /// words, `"exact phrases"`, and prefixes (`deplo*`, at least 2 characters
 /// before the `*`); other punctuation separates words and is not syntax.
 /// Deleted messages never match; an edited one matches its current text only.
-/// Results are ranked by relevance (ties: newest first), each with an HTML
-/// snippet (`<mark>` around the matches, everything else escaped).
+/// Results are ranked by relevance (ties: newest first) among the newest
+/// `--search-rank-window` matches (default 2,000), which bounds the cost of a
+/// common word; `sort=recent` lists every match newest first instead. Each
+/// hit has an HTML snippet (`<mark>` around the matches, everything else
+/// escaped).
 #[utoipa::path(get, path = "/api/v1/search", tag = "search",
     security(("bearer" = [])),
     params(("q" = String, Query, description = "The query (at most 256 characters, 16 terms)"),
@@ -37,7 +40,8 @@ pub struct SearchBody {
            ("before" = Option<String>, Query, description = "Only messages created before this: a UTC day (YYYY-MM-DD, before it began) or an RFC 3339 time"),
            ("after" = Option<String>, Query, description = "Only messages created after this: a UTC day (YYYY-MM-DD, after it ended) or an RFC 3339 time"),
            ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page (same query)"),
-           ("limit" = Option<i64>, Query, description = "Page size, default 50, clamped to 1..=--max-page")),
+           ("limit" = Option<i64>, Query, description = "Page size, default 50, clamped to 1..=--max-page"),
+           ("sort" = Option<String>, Query, description = "relevance (default: best first among the newest --search-rank-window matches) or recent (newest first)")),
     responses((status = 200, body = SearchBody),
               (status = 400, description = "Missing or malformed q (the error says what is wrong), or a bad parameter"),
               (status = 401, description = "Not authenticated"),
@@ -55,6 +59,7 @@ pub async fn search(
         after: present(&query, "after"),
         cursor: present(&query, "cursor"),
         limit: query.integer("limit")?,
+        sort: present(&query, "sort"),
     };
     Ok(Json(SearchBody {
         data: state.domain.search(&identity, params).await?,

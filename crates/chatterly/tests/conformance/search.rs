@@ -407,6 +407,7 @@ async fn bad_queries_are_400_with_json_and_change_nothing(backend: Backend) {
         format!("{}&after=2026-02-30", q("alpha")),
         format!("{}&cursor=nonsense", q("alpha")),
         format!("{}&cursor=7ff8000000000000.1", q("alpha")),
+        format!("{}&sort=oldest", q("alpha")),
         "q=%FF%FE".to_owned(),
     ]);
     for query in &bad {
@@ -541,10 +542,96 @@ async fn search_is_documented(backend: Backend) {
     assert!(schemas["SearchPage"]["properties"]["next_cursor"].is_object());
 }
 
+/// Pages of a search, followed to the end: the ids in order.
+async fn all_pages(app: &TestApp, user: &TestUser, query: &str, limit: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let mut page_query = format!("{query}&limit={limit}");
+        if let Some(c) = &cursor {
+            page_query.push_str(&format!("&cursor={}", urlencode(c)));
+        }
+        let (hits, next) = search(app, user, &page_query).await;
+        ids.extend(hits.iter().map(|h| id_of(&h["message"])));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("the cursor of {query} never ends");
+}
+
+async fn ranking_is_bounded_to_the_newest_matches_and_recent_lists_all(backend: Backend) {
+    // A window of 4: only the 4 newest visible matches are ranked.
+    let app = TestApp::start_with(backend, &["--search-rank-window", "4"]).await;
+    let rana = app.register("rana").await;
+    let omar = app.register("omar").await;
+    let lina = app.register("lina").await;
+    let room = app.group(&rana, "Room", &[&omar]).await;
+    let elsewhere = app.group(&lina, "Elsewhere", &[]).await;
+    // The oldest match is the best one (the word three times).
+    let best_but_old = id_of(&app.send(&rana, room, "yak yak yak").await);
+    let mut newer = Vec::new();
+    for i in 0..6 {
+        let content = format!("yak number {i} of many words here");
+        newer.push(id_of(&app.send(&omar, room, &content).await));
+        // Matches the reader cannot see do not take places in the window.
+        app.send(&lina, elsewhere, "yak yak").await;
+    }
+    let deleted = id_of(&app.send(&rana, room, "yak to delete").await);
+    app.delete(
+        &format!("/api/v1/conversations/{room}/messages/{deleted}"),
+        Some(&rana.token),
+    )
+    .await
+    .expect(200);
+
+    let ranked = found(&app, &rana, &q("yak")).await;
+    let mut expected: Vec<i64> = newer[2..].to_vec();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    let mut got = ranked.clone();
+    got.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(got, expected, "the 4 newest visible matches, ranked");
+    assert!(!ranked.contains(&best_but_old));
+    assert_eq!(
+        all_pages(&app, &rana, &q("yak"), 3).await,
+        ranked,
+        "pages of the window"
+    );
+
+    // Newest first lists every visible match, page by page.
+    let mut everything = newer.clone();
+    everything.push(best_but_old);
+    everything.sort_unstable_by(|a, b| b.cmp(a));
+    let recent = format!("{}&sort=recent", q("yak"));
+    assert_eq!(found(&app, &rana, &recent).await, everything);
+    assert_eq!(all_pages(&app, &rana, &recent, 2).await, everything);
+    // Filters apply before the window: only Rana's messages, so the old one
+    // is in it and ranks first.
+    let from_rana = format!("{}&from={}&sort=relevance", q("yak"), rana.id);
+    assert_eq!(found(&app, &rana, &from_rana).await, vec![best_but_old]);
+
+    // Window 0 ranks every match: the oldest, best one comes first.
+    let unbounded = TestApp::start_with(backend, &["--search-rank-window", "0"]).await;
+    let omar = unbounded.register("omar").await;
+    let room = unbounded.group(&omar, "Room", &[]).await;
+    let best = id_of(&unbounded.send(&omar, room, "yak yak yak").await);
+    for i in 0..6 {
+        unbounded
+            .send(&omar, room, &format!("yak number {i} of many words here"))
+            .await;
+    }
+    assert_eq!(
+        found(&unbounded, &omar, &q("yak")).await.first(),
+        Some(&best)
+    );
+}
+
 conformance!(
     only_members_find_and_never_deleted_or_stale_text,
     results_are_ranked_with_escaped_highlighted_snippets,
     pages_follow_the_cursor_without_gaps_or_repeats,
+    ranking_is_bounded_to_the_newest_matches_and_recent_lists_all,
     phrases_and_prefixes,
     filters_narrow_the_results,
     bad_queries_are_400_with_json_and_change_nothing,
