@@ -213,6 +213,7 @@ async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             let conversation_id = c[(n as usize * 7 + t) % spread];
             async move {
                 s.insert_message(NewMessage {
+                    attachment_ids: Vec::new(),
                     conversation_id,
                     user_id: user,
                     content: "the quick brown fox jumps over the lazy dog".into(),

@@ -220,6 +220,7 @@ pub(crate) async fn transition(pool: &PgPool, t: CallTransition) -> StoreResult<
         let inserted = sends::send_in(
             &mut *tx,
             &NewMessage {
+                attachment_ids: Vec::new(),
                 conversation_id: call.conversation_id,
                 user_id: call.initiator_id,
                 content: LOG_CONTENT.to_string(),

@@ -36,12 +36,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatterly_store::{
-    millis, now, AccountChange, CallChange, CallParticipant, CallSession, CallTransition,
-    Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus,
-    MarkKind, Marked, Member, Mentions, Message, NewCall, NewConversation, NewJob, NewMessage,
-    NewUser, ProfileUpdate, Purged, Reaction, Receipt, Role, SearchHit, SearchRequest, Store,
-    StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_REACTION,
-    CONFLICT_USERNAME,
+    millis, now, AccountChange, Attachment, CallChange, CallParticipant, CallSession,
+    CallTransition, Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job,
+    JobFor, JobStatus, MarkKind, Marked, Member, Mentions, Message, NewAttachment, NewCall,
+    NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged, Reaction, Receipt, Role,
+    SearchHit, SearchRequest, Store, StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL,
+    CONFLICT_MEMBER, CONFLICT_QUOTA, CONFLICT_REACTION, CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -50,8 +50,8 @@ use crate::error::{backend, fk_not_found, violation, Violation};
 #[doc(hidden)]
 pub use crate::read_state::INBOX_QUERY;
 use crate::rows::{
-    conversation_columns, convert_all, message_columns, reaction_columns, user_columns,
-    ConversationRow, MemberRow, MessageRow, ReactionRow, UserRow,
+    attachment_columns, conversation_columns, convert_all, message_columns, reaction_columns,
+    user_columns, AttachmentRow, ConversationRow, MemberRow, MessageRow, ReactionRow, UserRow,
 };
 pub use crate::sends::SendStats;
 use crate::sends::Sends;
@@ -632,6 +632,9 @@ impl Store for PgStore {
             "DELETE FROM mentions
              WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
             "DELETE FROM message_deletions WHERE conversation_id = $1",
+            // Hidden, not deleted: the cleanup job removes their blobs first.
+            "UPDATE attachments SET deleted_at = now()
+             WHERE conversation_id = $1 AND deleted_at IS NULL",
             "DELETE FROM messages WHERE conversation_id = $1",
             "DELETE FROM conversation_members WHERE conversation_id = $1",
             // Cascades to call_sessions and from there to call_participants
@@ -815,6 +818,153 @@ impl Store for PgStore {
 
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()> {
         read_state::soft_delete_message(&self.pool, id, now).await
+    }
+
+    // ---- attachments -------------------------------------------------------------
+
+    async fn create_attachment(&self, new: NewAttachment) -> StoreResult<Attachment> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if new.quota.is_some() {
+            // The uploader's row lock serialises their uploads, so two
+            // concurrent ones cannot both slip under the quota.
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                    .bind(new.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if found.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        let row: Option<AttachmentRow> = sqlx::query_as(concat!(
+            "INSERT INTO attachments (user_id, name, content_type, size, width, height,
+                                      blob_key, thumbnail_key, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+             WHERE $10::bigint IS NULL
+                OR (SELECT coalesce(sum(size), 0) FROM attachments
+                    WHERE user_id = $1 AND deleted_at IS NULL) + $4 <= $10
+             RETURNING ",
+            attachment_columns!()
+        ))
+        .bind(new.user_id)
+        .bind(&new.name)
+        .bind(&new.content_type)
+        .bind(new.size)
+        .bind(new.width)
+        .bind(new.height)
+        .bind(&new.blob_key)
+        .bind(&new.thumbnail_key)
+        .bind(now())
+        .bind(new.quota)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fk_not_found)?;
+        let row = row.ok_or(StoreError::Conflict(CONFLICT_QUOTA))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(row.into())
+    }
+
+    async fn attachment_by_id(&self, id: Id) -> StoreResult<Option<Attachment>> {
+        let row: Option<AttachmentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            attachment_columns!(),
+            " FROM attachments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(Attachment::from))
+    }
+
+    async fn attachments_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<Attachment>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<AttachmentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            attachment_columns!(),
+            " FROM attachments WHERE id = ANY($1) ORDER BY id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(Attachment::from).collect())
+    }
+
+    async fn attachments_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Attachment>> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<AttachmentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            attachment_columns!(),
+            " FROM attachments WHERE message_id = ANY($1) AND deleted_at IS NULL
+              ORDER BY message_id, id"
+        ))
+        .bind(message_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(Attachment::from).collect())
+    }
+
+    async fn attachment_usage(&self, user_id: Id) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(size), 0)::bigint FROM attachments
+             WHERE user_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn hidden_attachments(
+        &self,
+        unattached_before: Timestamp,
+        now: Timestamp,
+        limit_: u32,
+    ) -> StoreResult<Vec<Attachment>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // A send attaching one of these concurrently either committed first
+        // (message_id is set, the row is left alone) or waits on the row
+        // lock and then finds it hidden (and fails).
+        sqlx::query(
+            "UPDATE attachments SET deleted_at = $2
+             WHERE message_id IS NULL AND deleted_at IS NULL AND created_at < $1",
+        )
+        .bind(millis(unattached_before))
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let rows: Vec<AttachmentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            attachment_columns!(),
+            " FROM attachments WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id LIMIT $1"
+        ))
+        .bind(limit(limit_))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(rows.into_iter().map(Attachment::from).collect())
+    }
+
+    async fn remove_attachments(&self, ids: &[Id]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done =
+            sqlx::query("DELETE FROM attachments WHERE id = ANY($1) AND deleted_at IS NOT NULL")
+                .bind(ids)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 
     // ---- read state and mentions (read_state.rs) -------------------------------------

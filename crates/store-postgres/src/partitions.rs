@@ -281,6 +281,17 @@ pub(crate) async fn purge_before(
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        // The partition's attachments are hidden; the cleanup job removes
+        // their blobs and rows.
+        sqlx::query(
+            "UPDATE attachments SET deleted_at = now()
+             WHERE message_created_at >= $1 AND message_created_at < $2 AND deleted_at IS NULL",
+        )
+        .bind(start)
+        .bind(end)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         for table in ["reactions", "message_client_ids"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE message_created_at >= $1 AND message_created_at < $2"
@@ -344,6 +355,14 @@ pub(crate) async fn purge_before(
             .bind(&conversations)
             .bind(&seqs)
             .bind(&deleted)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "UPDATE attachments SET deleted_at = now()
+                 WHERE message_id = ANY($1) AND deleted_at IS NULL",
+            )
+            .bind(&ids)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

@@ -395,8 +395,8 @@ pub(crate) async fn edit_message(
 }
 
 pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -> StoreResult<()> {
-    // One statement: the deletion, its entry for the unread count, and the
-    // end of its mentions.
+    // One statement: the deletion, its entry for the unread count, the end
+    // of its mentions, and its attachments hidden.
     let deleted: i64 = sqlx::query_scalar(
         "WITH deleted AS (
              UPDATE messages SET deleted_at = $2, updated_at = $2, search_vector = NULL
@@ -408,6 +408,9 @@ pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -
              ON CONFLICT DO NOTHING
          ), unmentioned AS (
              DELETE FROM mentions WHERE message_id IN (SELECT id FROM deleted)
+         ), hidden AS (
+             UPDATE attachments SET deleted_at = $2
+             WHERE message_id IN (SELECT id FROM deleted) AND deleted_at IS NULL
          )
          SELECT count(*) FROM deleted",
     )

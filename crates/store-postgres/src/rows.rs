@@ -3,9 +3,9 @@
 //! milliseconds).
 
 use chatterly_store::{
-    millis, Broadcast, CallKind, CallParticipant, CallSession, CallStatus, Conversation,
-    ConversationKind, InboxEntry, Job, JobStatus, Member, Message, MessageKind, Reaction,
-    ReadState, Receipt, Role, StoreError, StoreResult, Timestamp, User,
+    millis, Attachment, Broadcast, CallKind, CallParticipant, CallSession, CallStatus,
+    Conversation, ConversationKind, InboxEntry, Job, JobStatus, Member, Message, MessageKind,
+    Reaction, ReadState, Receipt, Role, StoreError, StoreResult, Timestamp, User,
 };
 
 /// The column lists the row structs read, so every query returns the same
@@ -34,6 +34,12 @@ macro_rules! reaction_columns {
         "id, message_id, user_id, emoji, created_at"
     };
 }
+macro_rules! attachment_columns {
+    () => {
+        "id, user_id, name, content_type, size, width, height, blob_key, thumbnail_key, \
+         message_id, conversation_id, created_at, deleted_at"
+    };
+}
 macro_rules! call_columns {
     () => {
         "id, conversation_id, initiator_id, kind, status, created_at, started_at, ended_at"
@@ -51,8 +57,8 @@ macro_rules! job_columns {
     };
 }
 pub(crate) use {
-    call_columns, conversation_columns, job_columns, message_columns, participant_columns,
-    reaction_columns, user_columns,
+    attachment_columns, call_columns, conversation_columns, job_columns, message_columns,
+    participant_columns, reaction_columns, user_columns,
 };
 
 fn ms(ts: Timestamp) -> Timestamp {
@@ -216,6 +222,43 @@ impl From<ReactionRow> for Reaction {
             user_id: r.user_id,
             emoji: r.emoji,
             created_at: ms(r.created_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttachmentRow {
+    id: i64,
+    user_id: i64,
+    name: String,
+    content_type: String,
+    size: i64,
+    width: Option<i32>,
+    height: Option<i32>,
+    blob_key: String,
+    thumbnail_key: Option<String>,
+    message_id: Option<i64>,
+    conversation_id: Option<i64>,
+    created_at: Timestamp,
+    deleted_at: Option<Timestamp>,
+}
+
+impl From<AttachmentRow> for Attachment {
+    fn from(r: AttachmentRow) -> Attachment {
+        Attachment {
+            id: r.id,
+            user_id: r.user_id,
+            name: r.name,
+            content_type: r.content_type,
+            size: r.size,
+            width: r.width,
+            height: r.height,
+            blob_key: r.blob_key,
+            thumbnail_key: r.thumbnail_key,
+            message_id: r.message_id,
+            conversation_id: r.conversation_id,
+            created_at: ms(r.created_at),
+            deleted_at: r.deleted_at.map(ms),
         }
     }
 }

@@ -82,7 +82,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use chatterly_store::{now, Id, Inserted, Message, NewMessage, StoreError, StoreResult, Timestamp};
+use chatterly_store::{
+    now, Id, Inserted, Message, NewMessage, StoreError, StoreResult, Timestamp, CONFLICT_ATTACHMENT,
+};
 use sqlx::{PgExecutor, PgPool};
 use tokio::sync::oneshot;
 
@@ -160,7 +162,7 @@ impl Sends {
     /// Writes the send, alone or in its conversation's next batch, and
     /// returns its outcome (see the module documentation).
     pub(crate) async fn send(self: &Arc<Self>, new: NewMessage) -> StoreResult<Inserted> {
-        if !new.mentions.is_empty() {
+        if !new.mentions.is_empty() || !new.attachment_ids.is_empty() {
             return self.send_mentioning(&new).await;
         }
         let conversation_id = new.conversation_id;
@@ -198,9 +200,9 @@ impl Sends {
         }
     }
 
-    /// A send with mentions: its mention rows must commit with it, so it goes
-    /// in a transaction of its own (the lone-send statement, then the rows)
-    /// instead of a batch. It takes the conversation's row lock like any
+    /// A send with mentions or attachments: its mention rows and the
+    /// attaching update must commit with it, so it goes in a transaction of
+    /// its own (the lone-send statement, then the rows) instead of a batch. It takes the conversation's row lock like any
     /// batch, so it commits in seq order with them. Mentions are the rarer
     /// sends; batching them too would need per-send arrays of arrays. Run
     /// again, whole, when it loses a race on its client id.
@@ -228,6 +230,10 @@ impl Sends {
         let outcome = outcomes(rows, 1).pop().unwrap_or(Err(StoreError::NotFound));
         if let Ok(Inserted::Created(message)) = &outcome {
             write_mentions(&mut *tx, message, &new.mentions.notified).await?;
+            if !attach(&mut *tx, message, new).await? {
+                // Dropping the transaction rolls the send back.
+                return Ok(Err(StoreError::Conflict(CONFLICT_ATTACHMENT)));
+            }
         }
         tx.commit().await?;
         Ok(outcome)
@@ -550,6 +556,34 @@ pub(crate) async fn write_mentions<'e, E: PgExecutor<'e>>(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Attaches the send's uploads to its just-written message, in the caller's
+/// transaction: one conditional update, so an upload that is someone else's,
+/// already attached or hidden is not taken. Returns whether every one was
+/// (if not, the caller rolls the send back).
+async fn attach<'e, E: PgExecutor<'e>>(
+    executor: E,
+    message: &Message,
+    new: &NewMessage,
+) -> Result<bool, sqlx::Error> {
+    if new.attachment_ids.is_empty() {
+        return Ok(true);
+    }
+    let attached = sqlx::query(
+        "UPDATE attachments
+         SET message_id = $1, message_created_at = $2, conversation_id = $3
+         WHERE id = ANY($4) AND user_id = $5 AND message_id IS NULL AND deleted_at IS NULL",
+    )
+    .bind(message.id)
+    .bind(message.created_at)
+    .bind(message.conversation_id)
+    .bind(&new.attachment_ids)
+    .bind(new.user_id)
+    .execute(executor)
+    .await?
+    .rows_affected();
+    Ok(attached == new.attachment_ids.len() as u64)
 }
 
 /// Writes one message in the caller's transaction `executor`, as a lone

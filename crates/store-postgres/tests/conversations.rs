@@ -329,6 +329,7 @@ async fn delete_conversation_removes_everything_it_owns() {
 
     let m1 = send(&store, &doomed, &alice, "one").await;
     let with_id = NewMessage {
+        attachment_ids: Vec::new(),
         client_message_id: Some("c-1".into()),
         ..text(doomed.id, bob.id, "two")
     };
@@ -380,6 +381,7 @@ async fn delete_conversation_removes_everything_it_owns() {
     );
     // So the same client id creates a fresh message elsewhere.
     let reused = NewMessage {
+        attachment_ids: Vec::new(),
         client_message_id: Some("c-1".into()),
         ..text(kept.id, bob.id, "again")
     };

@@ -24,6 +24,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 fn with_client_id(new: NewMessage, client_id: &str) -> NewMessage {
     NewMessage {
+        attachment_ids: Vec::new(),
         client_message_id: Some(client_id.to_string()),
         ..new
     }

@@ -11,6 +11,7 @@ use common::*;
 
 fn with_client_id(new: NewMessage, client_id: &str) -> NewMessage {
     NewMessage {
+        attachment_ids: Vec::new(),
         client_message_id: Some(client_id.to_string()),
         ..new
     }
@@ -53,6 +54,7 @@ async fn insert_assigns_seq_and_moves_activity() {
 
     let reply = store
         .insert_message(NewMessage {
+            attachment_ids: Vec::new(),
             kind: MessageKind::Call,
             parent_message_id: Some(first.id),
             call_session_id: Some(42),

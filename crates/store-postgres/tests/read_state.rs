@@ -38,6 +38,7 @@ shared!(
     mentions_count_list_edit_and_delete,
     inbox_rows,
     receipts_and_the_setting,
+    attachments_attach_hide_and_clean,
 );
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -108,6 +109,7 @@ async fn a_batch_moves_each_senders_position_to_their_last_message() {
     let mentioning = spawn_send(
         &store,
         NewMessage {
+            attachment_ids: Vec::new(),
             mentions: Mentions {
                 user_ids: vec![carol.id],
                 broadcast: None,

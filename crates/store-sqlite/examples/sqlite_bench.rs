@@ -109,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..50 {
             store
                 .insert_message(NewMessage {
+                    attachment_ids: Vec::new(),
                     conversation_id: c.id,
                     user_id: user,
                     content: "the quick brown fox jumps over the lazy dog".into(),
@@ -130,6 +131,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let conversation_id = c[(n as usize * 7 + t) % spread];
             async move {
                 s.insert_message(NewMessage {
+                    attachment_ids: Vec::new(),
                     conversation_id,
                     user_id: user,
                     content: "the quick brown fox jumps over the lazy dog".into(),

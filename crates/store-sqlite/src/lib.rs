@@ -35,12 +35,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chatterly_store::{
-    AccountChange, CallChange, CallParticipant, CallSession, CallTransition, Conversation,
-    ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus, MarkKind,
-    Marked, Member, Mentions, Message, MessageKind, NewCall, NewConversation, NewJob, NewMessage,
-    NewUser, ProfileUpdate, Purged, Reaction, ReadState, Receipt, Role, SearchHit, SearchRequest,
-    Store, StoreError, StoreResult, Timestamp, User, CONFLICT_CALL, CONFLICT_MEMBER,
-    CONFLICT_REACTION,
+    AccountChange, Attachment, CallChange, CallParticipant, CallSession, CallTransition,
+    Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus,
+    MarkKind, Marked, Member, Mentions, Message, MessageKind, NewAttachment, NewCall,
+    NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged, Reaction, ReadState,
+    Receipt, Role, SearchHit, SearchRequest, Store, StoreError, StoreResult, Timestamp, User,
+    CONFLICT_ATTACHMENT, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_QUOTA, CONFLICT_REACTION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -49,9 +49,9 @@ use crate::error::{
 };
 use crate::reader::{Readers, BLOCKING_READS, INLINE_ROWS};
 use crate::rows::{
-    call_columns, conversation_columns, from_millis, from_millis_opt, job_columns, json_ids,
-    json_statuses, json_strings, mentions_text, message_columns, participant_columns,
-    reaction_columns, role_from, to_millis, user_columns,
+    attachment_columns, call_columns, conversation_columns, from_millis, from_millis_opt,
+    job_columns, json_ids, json_statuses, json_strings, mentions_text, message_columns,
+    participant_columns, reaction_columns, role_from, to_millis, user_columns,
 };
 use crate::writer::{Unit, Writer};
 
@@ -437,6 +437,7 @@ fn send(c: &mut Unit<'_>, new: NewMessage) -> StoreResult<Inserted> {
     ])
     .db()?;
     write_mentions(c, id, new.conversation_id, seq, &new.mentions.notified)?;
+    attach(c, id, &new)?;
 
     Ok(Inserted::Created(Message {
         id,
@@ -481,6 +482,46 @@ fn write_mentions(
         seq,
         json_ids(notified)
     ])
+    .db()?;
+    Ok(())
+}
+
+/// Attaches the send's uploads to its message, inside the caller's write
+/// command: one conditional update, so an upload that is someone else's,
+/// already attached or hidden is not taken, and then the count is short and
+/// the command fails (its savepoint rolled back: nothing of the send stays).
+fn attach(c: &Connection, message_id: Id, new: &NewMessage) -> StoreResult<()> {
+    if new.attachment_ids.is_empty() {
+        return Ok(());
+    }
+    let attached = c
+        .prepare_cached(
+            "UPDATE attachments SET message_id = ?1, conversation_id = ?2 \
+             WHERE id IN (SELECT value FROM json_each(?3)) \
+               AND user_id = ?4 AND message_id IS NULL AND deleted_at IS NULL",
+        )
+        .db()?
+        .execute(params![
+            message_id,
+            new.conversation_id,
+            json_ids(&new.attachment_ids),
+            new.user_id
+        ])
+        .db()?;
+    if attached != new.attachment_ids.len() {
+        return Err(StoreError::Conflict(CONFLICT_ATTACHMENT));
+    }
+    Ok(())
+}
+
+/// Hides attachments (sets `deleted_at`) inside the caller's write command:
+/// those matching `filter`, an SQL condition on `?1`; `?2` is now.
+fn hide_attachments(c: &Connection, filter: &str, key: Id, now: Timestamp) -> StoreResult<()> {
+    c.prepare_cached(&format!(
+        "UPDATE attachments SET deleted_at = ?2 WHERE {filter} AND deleted_at IS NULL"
+    ))
+    .db()?
+    .execute(params![key, to_millis(now)])
     .db()?;
     Ok(())
 }
@@ -1040,6 +1081,7 @@ impl Store for SqliteStore {
             .write(move |c| {
                 // The foreign keys cascade too; deleting explicitly, children
                 // first, does not depend on them being enforced.
+                hide_attachments(c, "conversation_id = ?1", id, chatterly_store::now())?;
                 for sql in [
                     "DELETE FROM reactions \
                      WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?1)",
@@ -1294,7 +1336,161 @@ impl Store for SqliteStore {
                     .db()?
                     .execute([id])
                     .db()?;
+                hide_attachments(c, "message_id = ?1", id, now)?;
                 Ok(())
+            })
+            .await
+    }
+
+    // ---- attachments ---------------------------------------------------------------------
+
+    async fn create_attachment(&self, new: NewAttachment) -> StoreResult<Attachment> {
+        self.writer
+            .write(move |c| {
+                let now = chatterly_store::now();
+                // The quota check and the insert are one statement on the
+                // single writer: concurrent uploads cannot both slip under it.
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "INSERT INTO attachments (user_id, name, content_type, size, width, height,",
+                        " blob_key, thumbnail_key, created_at)",
+                        " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9",
+                        " WHERE ?10 IS NULL OR (SELECT coalesce(sum(size), 0) FROM attachments",
+                        "   WHERE user_id = ?1 AND deleted_at IS NULL) + ?4 <= ?10",
+                        " RETURNING ",
+                        attachment_columns!()
+                    ))
+                    .db()?;
+                // An unknown uploader is a foreign-key violation: NotFound.
+                let mut rows = statement
+                    .query(params![
+                        new.user_id,
+                        new.name,
+                        new.content_type,
+                        new.size,
+                        new.width,
+                        new.height,
+                        new.blob_key,
+                        new.thumbnail_key,
+                        to_millis(now),
+                        new.quota
+                    ])
+                    .map_err(not_found_or_backend)?;
+                match rows.next().map_err(not_found_or_backend)? {
+                    Some(row) => rows::attachment(row),
+                    None => Err(StoreError::Conflict(CONFLICT_QUOTA)),
+                }
+            })
+            .await
+    }
+
+    async fn attachment_by_id(&self, id: Id) -> StoreResult<Option<Attachment>> {
+        self.readers.read(|c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    attachment_columns!(),
+                    " FROM attachments WHERE id = ?1"
+                ))
+                .db()?;
+            rows::optional(&mut statement, [id], rows::attachment)
+        })
+    }
+
+    async fn attachments_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<Attachment>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = json_ids(ids);
+        self.read_sized(ids.len(), move |c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    attachment_columns!(),
+                    " FROM attachments WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+                ))
+                .db()?;
+            rows::all(&mut statement, [json], 16, rows::attachment)
+        })
+        .await
+    }
+
+    async fn attachments_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Attachment>> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = json_ids(message_ids);
+        self.read_sized(message_ids.len(), move |c| {
+            let mut statement = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    attachment_columns!(),
+                    " FROM attachments WHERE message_id IN (SELECT value FROM json_each(?1))",
+                    " AND deleted_at IS NULL ORDER BY message_id, id"
+                ))
+                .db()?;
+            rows::all(&mut statement, [json], 16, rows::attachment)
+        })
+        .await
+    }
+
+    async fn attachment_usage(&self, user_id: Id) -> StoreResult<i64> {
+        self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT coalesce(sum(size), 0) FROM attachments \
+                 WHERE user_id = ?1 AND deleted_at IS NULL",
+            )
+            .db()?
+            .query_row([user_id], |row| row.get(0))
+            .db()
+        })
+    }
+
+    async fn hidden_attachments(
+        &self,
+        unattached_before: Timestamp,
+        now: Timestamp,
+        limit_: u32,
+    ) -> StoreResult<Vec<Attachment>> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE attachments SET deleted_at = ?2 \
+                     WHERE message_id IS NULL AND deleted_at IS NULL AND created_at < ?1",
+                )
+                .db()?
+                .execute(params![to_millis(unattached_before), to_millis(now)])
+                .db()?;
+                let (l, capacity) = limit(limit_);
+                let mut statement = c
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        attachment_columns!(),
+                        " FROM attachments WHERE deleted_at IS NOT NULL",
+                        " ORDER BY deleted_at, id LIMIT ?1"
+                    ))
+                    .db()?;
+                rows::all(&mut statement, [l], capacity, rows::attachment)
+            })
+            .await
+    }
+
+    async fn remove_attachments(&self, ids: &[Id]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let json = json_ids(ids);
+        self.writer
+            .write(move |c| {
+                let removed = c
+                    .prepare_cached(
+                        "DELETE FROM attachments \
+                         WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NOT NULL",
+                    )
+                    .db()?
+                    .execute([json])
+                    .db()?;
+                Ok(removed as u64)
             })
             .await
     }
@@ -1537,6 +1733,14 @@ impl Store for SqliteStore {
                     )
                     .db()?
                     .execute(params![horizon, batch])
+                    .db()?;
+                    c.prepare_cached(
+                        "UPDATE attachments SET deleted_at = ?3 \
+                         WHERE deleted_at IS NULL AND message_id IN \
+                         (SELECT id FROM messages WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+                    )
+                    .db()?
+                    .execute(params![horizon, batch, to_millis(chatterly_store::now())])
                     .db()?;
                     c.prepare_cached(
                         "DELETE FROM messages WHERE id IN \
@@ -1801,6 +2005,7 @@ impl Store for SqliteStore {
 
                 let log = if transition.log {
                     let message = NewMessage {
+                        attachment_ids: Vec::new(),
                         conversation_id: call.conversation_id,
                         user_id: call.initiator_id,
                         content: "call".into(),
@@ -2021,6 +2226,7 @@ mod tests {
 
     fn text(conversation_id: Id, user_id: Id) -> NewMessage {
         NewMessage {
+            attachment_ids: Vec::new(),
             conversation_id,
             user_id,
             content: "x".into(),

@@ -6,9 +6,9 @@
 //! unexpected type, becomes `StoreError::Backend` (never a panic).
 
 use chatterly_store::{
-    Broadcast, CallKind, CallParticipant, CallSession, CallStatus, Conversation, ConversationKind,
-    Id, Job, JobStatus, Member, Message, MessageKind, Reaction, Role, StoreError, StoreResult,
-    Timestamp, User,
+    Attachment, Broadcast, CallKind, CallParticipant, CallSession, CallStatus, Conversation,
+    ConversationKind, Id, Job, JobStatus, Member, Message, MessageKind, Reaction, Role, StoreError,
+    StoreResult, Timestamp, User,
 };
 use chrono::DateTime;
 use rusqlite::types::FromSql;
@@ -47,6 +47,14 @@ macro_rules! reaction_columns {
     };
 }
 
+/// The columns [`attachment`] reads.
+macro_rules! attachment_columns {
+    () => {
+        "id, user_id, name, content_type, size, width, height, blob_key, thumbnail_key, \
+         message_id, conversation_id, created_at, deleted_at"
+    };
+}
+
 /// The columns [`call`] reads.
 macro_rules! call_columns {
     () => {
@@ -70,8 +78,8 @@ macro_rules! job_columns {
 }
 
 pub(crate) use {
-    call_columns, conversation_columns, job_columns, message_columns, participant_columns,
-    reaction_columns, user_columns,
+    attachment_columns, call_columns, conversation_columns, job_columns, message_columns,
+    participant_columns, reaction_columns, user_columns,
 };
 
 /// A model timestamp as stored: Unix milliseconds.
@@ -219,6 +227,25 @@ pub(crate) fn reaction(row: &Row<'_>) -> StoreResult<Reaction> {
         user_id: get(row, 2)?,
         emoji: get(row, 3)?,
         created_at: from_millis(get(row, 4)?)?,
+    })
+}
+
+/// An attachment from `attachment_columns!()`.
+pub(crate) fn attachment(row: &Row<'_>) -> StoreResult<Attachment> {
+    Ok(Attachment {
+        id: get(row, 0)?,
+        user_id: get(row, 1)?,
+        name: get(row, 2)?,
+        content_type: get(row, 3)?,
+        size: get(row, 4)?,
+        width: get(row, 5)?,
+        height: get(row, 6)?,
+        blob_key: get(row, 7)?,
+        thumbnail_key: get(row, 8)?,
+        message_id: get(row, 9)?,
+        conversation_id: get(row, 10)?,
+        created_at: from_millis(get(row, 11)?)?,
+        deleted_at: from_millis_opt(get(row, 12)?)?,
     })
 }
 

@@ -55,6 +55,7 @@ async fn channel(store: &SqliteStore, creator: Id, members: &[Id]) -> Id {
 async fn send(store: &SqliteStore, conversation_id: Id, user_id: Id, content: &str) -> Message {
     match store
         .insert_message(NewMessage {
+            attachment_ids: Vec::new(),
             conversation_id,
             user_id,
             content: content.to_string(),

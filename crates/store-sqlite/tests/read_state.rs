@@ -40,6 +40,7 @@ shared!(
     mentions_count_list_edit_and_delete,
     inbox_rows,
     receipts_and_the_setting,
+    attachments_attach_hide_and_clean,
 );
 
 async fn user(store: &SqliteStore, name: &str) -> Id {
@@ -81,6 +82,7 @@ async fn concurrent_sends_and_marks_keep_the_counts_exact() {
             for i in 0..50 {
                 store
                     .insert_message(NewMessage {
+                        attachment_ids: Vec::new(),
                         conversation_id: c.id,
                         user_id: sender,
                         content: format!("{n}-{i}"),

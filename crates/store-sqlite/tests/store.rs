@@ -60,6 +60,7 @@ async fn channel(store: &SqliteStore, creator: Id, members: &[Id]) -> Id {
 
 fn text(conversation_id: Id, user_id: Id, content: &str) -> NewMessage {
     NewMessage {
+        attachment_ids: Vec::new(),
         conversation_id,
         user_id,
         content: content.to_string(),
@@ -698,6 +699,7 @@ async fn delete_conversation_removes_everything() {
     let m1 = send(&store, c, alice, "one").await;
     let reply = store
         .insert_message(NewMessage {
+            attachment_ids: Vec::new(),
             parent_message_id: Some(m1.id),
             ..text(c, bob, "reply")
         })
@@ -779,6 +781,7 @@ async fn insert_message_assigns_seq_and_moves_activity() {
 
     let call = store
         .insert_message(NewMessage {
+            attachment_ids: Vec::new(),
             kind: MessageKind::Call,
             call_session_id: Some(77),
             parent_message_id: Some(m1.id),
@@ -909,6 +912,7 @@ async fn insert_with_client_message_id_is_idempotent() {
     let bob = user(&store, "bob").await;
     let c = channel(&store, alice, &[bob]).await;
     let with_id = |user_id: Id, content: &str, client_id: &str| NewMessage {
+        attachment_ids: Vec::new(),
         client_message_id: Some(client_id.to_string()),
         ..text(c, user_id, content)
     };
@@ -985,6 +989,7 @@ async fn concurrent_duplicate_sends_write_one_row() {
             tokio::spawn(async move {
                 store
                     .insert_message(NewMessage {
+                        attachment_ids: Vec::new(),
                         client_message_id: Some("same".into()),
                         ..text(c, alice, "once")
                     })
@@ -1284,6 +1289,7 @@ async fn concurrent_sends_are_acknowledged_and_survive_reopen() {
                     let c = conversations[(t + n) % conversations.len()];
                     let inserted = store
                         .insert_message(NewMessage {
+                            attachment_ids: Vec::new(),
                             client_message_id: Some(format!("{t}-{n}")),
                             ..text(c, alice, &format!("{t}-{n}"))
                         })

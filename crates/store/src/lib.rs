@@ -41,6 +41,11 @@ pub const CONFLICT_CALL: &str = "call";
 /// A retried job's `unique_key` is held by another pending or running job.
 pub const CONFLICT_JOB: &str = "job";
 
+/// An attachment of a send is not an unattached upload of the sender.
+pub const CONFLICT_ATTACHMENT: &str = "attachment";
+/// An upload would take its uploader past their quota.
+pub const CONFLICT_QUOTA: &str = "quota";
+
 /// Builds the job that must commit with a row, from the row as inserted (a
 /// job that needs the row's id).
 pub type JobFor<T> = Box<dyn FnOnce(&T) -> NewJob + Send>;
@@ -126,7 +131,8 @@ pub trait Store: Send + Sync + 'static {
     /// The caller's conversations, most recent activity first (ties: id desc).
     async fn conversations_for_user(&self, user_id: Id) -> StoreResult<Vec<Conversation>>;
     /// Hard-deletes the conversation with its memberships, messages,
-    /// reactions, calls and call participants. Returns whether it existed.
+    /// reactions, calls and call participants, and hides its attachments
+    /// (the cleanup job removes them). Returns whether it existed.
     async fn delete_conversation(&self, id: Id) -> StoreResult<bool>;
     /// The role of `user_id` in the conversation, or `None` if not a member.
     async fn membership(&self, conversation_id: Id, user_id: Id) -> StoreResult<Option<Role>>;
@@ -151,8 +157,10 @@ pub trait Store: Send + Sync + 'static {
     /// Assigns the next `seq` of the conversation and inserts, in one
     /// transaction, also moving the conversation's `last_activity_at`, the
     /// sender's read and delivered positions (to the new `seq`, if behind:
-    /// one's own messages are never unread) and writing the message's
-    /// mention rows. With a `client_message_id` already used by this sender,
+    /// one's own messages are never unread), writing the message's
+    /// mention rows and attaching its `attachment_ids` (one conditional
+    /// update: `Conflict(CONFLICT_ATTACHMENT)`, nothing written, unless every
+    /// one is an unattached, undeleted upload of the sender). With a `client_message_id` already used by this sender,
     /// returns `Inserted::Existing` and writes nothing. `NotFound` if the
     /// conversation is gone.
     async fn insert_message(&self, new: NewMessage) -> StoreResult<Inserted>;
@@ -169,9 +177,40 @@ pub trait Store: Send + Sync + 'static {
         mentions: &Mentions,
         now: Timestamp,
     ) -> StoreResult<Message>;
-    /// Sets `deleted_at` (row and content kept) and removes its mention rows,
-    /// in one transaction; `NotFound` if missing or already deleted.
+    /// Sets `deleted_at` (row and content kept), removes its mention rows and
+    /// hides its attachments (their `deleted_at`), in one transaction; `NotFound` if missing or already deleted.
     async fn soft_delete_message(&self, id: Id, now: Timestamp) -> StoreResult<()>;
+
+    // ---- attachments ----------------------------------------------------------
+
+    /// Inserts an uploaded file's row (its blobs are already stored), within
+    /// the uploader's quota (see [`NewAttachment::quota`]).
+    async fn create_attachment(&self, new: NewAttachment) -> StoreResult<Attachment>;
+    /// Any attachment by id, hidden ones included.
+    async fn attachment_by_id(&self, id: Id) -> StoreResult<Option<Attachment>>;
+    /// The attachments among `ids` that exist (hidden ones included), by id.
+    async fn attachments_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<Attachment>>;
+    /// The visible attachments of the given messages, by (message_id, id): one
+    /// query per page of history.
+    async fn attachments_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Attachment>>;
+    /// Bytes the user's attachments that are not hidden take (the quota's
+    /// measure).
+    async fn attachment_usage(&self, user_id: Id) -> StoreResult<i64>;
+    /// The cleanup's claim, one transaction: hides the uploads never attached
+    /// that were created before `unattached_before`, then returns up to
+    /// `limit` hidden attachments (these and any hidden earlier: deleted
+    /// messages, conversations, retention, an interrupted cleanup), oldest
+    /// first. A hidden attachment can no longer be attached, so removing its
+    /// blobs is safe.
+    async fn hidden_attachments(
+        &self,
+        unattached_before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Attachment>>;
+    /// Deletes the rows among `ids` that are hidden (whose blobs are gone);
+    /// returns how many.
+    async fn remove_attachments(&self, ids: &[Id]) -> StoreResult<u64>;
 
     // ---- search -------------------------------------------------------------
 
@@ -238,7 +277,8 @@ pub trait Store: Send + Sync + 'static {
     /// it on SQLite (`ON DELETE SET NULL`). Removed is read: in the same
     /// transaction every member's read and delivered positions move past the
     /// newest removed message of each conversation, and the removed
-    /// messages' mention (and deletion) rows go, so counts stay exact.
+    /// messages' mention (and deletion) rows go, so counts stay exact. Their
+    /// attachments are hidden in the same write.
     async fn purge_messages_before(&self, horizon: Timestamp, batch: u32) -> StoreResult<Purged>;
 
     // ---- reactions ----------------------------------------------------------

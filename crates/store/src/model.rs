@@ -203,6 +203,10 @@ pub struct NewMessage {
     /// Who the message mentions, resolved by the domain; written with the
     /// message, in its transaction.
     pub mentions: Mentions,
+    /// Uploads attached to the message, in its transaction: each must be the
+    /// sender's, not yet attached and not deleted, or the whole send fails
+    /// with `Conflict(CONFLICT_ATTACHMENT)` and writes nothing. Distinct ids.
+    pub attachment_ids: Vec<Id>,
 }
 
 int_enum!(
@@ -466,4 +470,50 @@ pub struct Receipt {
     pub last_delivered_seq: i64,
     /// The member's setting.
     pub read_receipts: bool,
+}
+
+// ---- attachments ------------------------------------------------------------------
+
+/// An uploaded file (`attachments` row). Its bytes live in the blob store
+/// under `blob_key`; the row is written only once they are stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub id: Id,
+    /// The uploader.
+    pub user_id: Id,
+    /// The file name the client gave.
+    pub name: String,
+    /// Sniffed from the bytes, never the client's claim.
+    pub content_type: String,
+    pub size: i64,
+    /// Of a raster image the server decoded.
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub blob_key: String,
+    /// The preview's blob, when one was made.
+    pub thumbnail_key: Option<String>,
+    /// Set (with `conversation_id`) by the send that attached it.
+    pub message_id: Option<Id>,
+    pub conversation_id: Option<Id>,
+    pub created_at: Timestamp,
+    /// Hidden since then: its message was deleted (or its conversation, or
+    /// retention removed it), or the cleanup claimed it. Never served again;
+    /// the cleanup job removes the blobs and the row.
+    pub deleted_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub user_id: Id,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub blob_key: String,
+    pub thumbnail_key: Option<String>,
+    /// The uploader's stored bytes (of attachments not deleted) may not
+    /// exceed this once the new one is counted: `Conflict(CONFLICT_QUOTA)`,
+    /// nothing written. `None`: no quota.
+    pub quota: Option<i64>,
 }

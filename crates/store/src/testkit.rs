@@ -40,6 +40,7 @@ async fn conversation(store: &dyn Store, kind: ConversationKind, creator: Id, ot
 
 fn text(conversation_id: Id, user_id: Id, content: &str) -> NewMessage {
     NewMessage {
+        attachment_ids: Vec::new(),
         conversation_id,
         user_id,
         content: content.to_owned(),
@@ -72,6 +73,7 @@ async fn send_mentioning(
 ) -> Message {
     match store
         .insert_message(NewMessage {
+            attachment_ids: Vec::new(),
             mentions,
             ..text(conversation_id, user_id, content)
         })
@@ -185,6 +187,7 @@ pub async fn own_messages_never_count(store: &dyn Store) {
 
     // A repeated idempotent send moves nothing.
     let keyed = NewMessage {
+        attachment_ids: Vec::new(),
         client_message_id: Some("k1".into()),
         ..text(c, alice, "keyed")
     };
@@ -902,4 +905,240 @@ async fn time_search(
     let hits = last.map_or(0, |page| page.len());
     println!("{backend} search {label}: {hits} hits on the page, {timings}");
     Ok(())
+}
+
+fn upload(user_id: Id, size: i64, quota: Option<i64>) -> crate::NewAttachment {
+    crate::NewAttachment {
+        user_id,
+        name: "cat.png".to_owned(),
+        content_type: "image/png".to_owned(),
+        size,
+        width: Some(640),
+        height: Some(480),
+        blob_key: format!("attachments/{user_id}-{size}"),
+        thumbnail_key: None,
+        quota,
+    }
+}
+
+async fn last_seq(store: &dyn Store, conversation_id: Id) -> i64 {
+    store
+        .conversation_by_id(conversation_id)
+        .await
+        .expect("conversation_by_id")
+        .expect("conversation exists")
+        .last_seq
+}
+
+/// Attachments: the quota, attaching in the send's transaction (only one's
+/// own unattached uploads, once; a refused send writes nothing), hiding with
+/// the message and the conversation, and the cleanup's claim and removal.
+pub async fn attachments_attach_hide_and_clean(store: &dyn Store) {
+    use crate::{CONFLICT_ATTACHMENT, CONFLICT_QUOTA};
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let c = conversation(store, ConversationKind::Group, alice, &[bob]).await;
+
+    // The quota counts the uploader's visible bytes.
+    let first = store
+        .create_attachment(upload(alice, 100, Some(150)))
+        .await
+        .expect("first upload");
+    assert_eq!(
+        (first.size, first.message_id, first.deleted_at),
+        (100, None, None)
+    );
+    assert_eq!((first.width, first.height), (Some(640), Some(480)));
+    assert_eq!(store.attachment_usage(alice).await.expect("usage"), 100);
+    match store.create_attachment(upload(alice, 51, Some(150))).await {
+        Err(StoreError::Conflict(CONFLICT_QUOTA)) => {}
+        other => panic!("expected the quota to refuse, got {other:?}"),
+    }
+    let second = store
+        .create_attachment(upload(alice, 50, Some(150)))
+        .await
+        .expect("exactly at the quota");
+    assert_eq!(store.attachment_usage(alice).await.expect("usage"), 150);
+    assert_eq!(store.attachment_usage(bob).await.expect("usage"), 0);
+    match store.create_attachment(upload(Id::MAX, 1, Some(10))).await {
+        Err(StoreError::NotFound) => {}
+        other => panic!("an unknown uploader: expected NotFound, got {other:?}"),
+    }
+
+    // Someone else's upload: refused, and the send wrote nothing.
+    let before = last_seq(store, c).await;
+    let stolen = NewMessage {
+        attachment_ids: vec![first.id],
+        ..text(c, bob, "")
+    };
+    match store.insert_message(stolen).await {
+        Err(StoreError::Conflict(CONFLICT_ATTACHMENT)) => {}
+        other => panic!("expected the attachment conflict, got {other:?}"),
+    }
+    // An id that does not exist, with one that does: all or nothing.
+    let partly = NewMessage {
+        attachment_ids: vec![first.id, Id::MAX],
+        ..text(c, alice, "")
+    };
+    assert!(matches!(
+        store.insert_message(partly).await,
+        Err(StoreError::Conflict(CONFLICT_ATTACHMENT))
+    ));
+    assert_eq!(
+        last_seq(store, c).await,
+        before,
+        "a refused send wrote nothing"
+    );
+    assert_eq!(
+        store.attachment_by_id(first.id).await.expect("read"),
+        Some(first.clone())
+    );
+
+    // One's own: attached in the send.
+    let sent = match store
+        .insert_message(NewMessage {
+            attachment_ids: vec![first.id],
+            ..text(c, alice, "look")
+        })
+        .await
+        .expect("send with an attachment")
+    {
+        Inserted::Created(m) => m,
+        other => panic!("expected a new message, got {other:?}"),
+    };
+    let attached = store
+        .attachments_for(&[sent.id])
+        .await
+        .expect("attachments_for");
+    assert_eq!(attached.len(), 1);
+    assert_eq!(attached[0].id, first.id);
+    assert_eq!(attached[0].message_id, Some(sent.id));
+    assert_eq!(attached[0].conversation_id, Some(c));
+    // Attached once: a second send of it is refused.
+    let again = NewMessage {
+        attachment_ids: vec![first.id],
+        ..text(c, alice, "again")
+    };
+    assert!(matches!(
+        store.insert_message(again).await,
+        Err(StoreError::Conflict(CONFLICT_ATTACHMENT))
+    ));
+    assert_eq!(last_seq(store, c).await, before + 1);
+    let by_ids = store
+        .attachments_by_ids(&[second.id, first.id, Id::MAX])
+        .await
+        .expect("by ids");
+    assert_eq!(
+        by_ids.iter().map(|a| a.id).collect::<Vec<_>>(),
+        [first.id, second.id]
+    );
+
+    // Deleting the message hides its attachment (and frees the quota).
+    store
+        .soft_delete_message(sent.id, crate::now())
+        .await
+        .expect("delete");
+    assert!(store
+        .attachments_for(&[sent.id])
+        .await
+        .expect("read")
+        .is_empty());
+    let hidden = store
+        .attachment_by_id(first.id)
+        .await
+        .expect("read")
+        .expect("the row stays until the cleanup");
+    assert!(hidden.deleted_at.is_some());
+    assert_eq!(store.attachment_usage(alice).await.expect("usage"), 50);
+
+    // The cleanup: a fresh unattached upload is kept, the hidden one claimed.
+    let long_ago = crate::now() - chrono::TimeDelta::days(1);
+    let claimed = store
+        .hidden_attachments(long_ago, crate::now(), 100)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.iter().map(|a| a.id).collect::<Vec<_>>(), [first.id]);
+    // Past its grace period, the unattached one is claimed too, and can no
+    // longer be attached.
+    let later = crate::now() + chrono::TimeDelta::seconds(1);
+    let claimed = store
+        .hidden_attachments(later, crate::now(), 100)
+        .await
+        .expect("claim");
+    let mut ids: Vec<Id> = claimed.iter().map(|a| a.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [first.id, second.id]);
+    let late = NewMessage {
+        attachment_ids: vec![second.id],
+        ..text(c, alice, "late")
+    };
+    assert!(matches!(
+        store.insert_message(late).await,
+        Err(StoreError::Conflict(CONFLICT_ATTACHMENT))
+    ));
+    // A limit bounds the claim.
+    assert_eq!(
+        store
+            .hidden_attachments(long_ago, crate::now(), 1)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    // Removal deletes hidden rows only, and repeats harmlessly.
+    let third = store
+        .create_attachment(upload(alice, 7, None))
+        .await
+        .expect("upload");
+    assert_eq!(
+        store
+            .remove_attachments(&[first.id, second.id, third.id])
+            .await
+            .expect("remove"),
+        2
+    );
+    assert_eq!(
+        store
+            .remove_attachments(&[first.id, second.id])
+            .await
+            .expect("remove"),
+        0
+    );
+    assert!(store
+        .attachment_by_id(first.id)
+        .await
+        .expect("read")
+        .is_none());
+    assert!(store
+        .attachment_by_id(third.id)
+        .await
+        .expect("read")
+        .is_some());
+
+    // Deleting the conversation hides what its messages carried.
+    let kept = match store
+        .insert_message(NewMessage {
+            attachment_ids: vec![third.id],
+            ..text(c, alice, "")
+        })
+        .await
+        .expect("send")
+    {
+        Inserted::Created(m) => m,
+        other => panic!("expected a new message, got {other:?}"),
+    };
+    assert_eq!(
+        store.attachments_for(&[kept.id]).await.expect("read").len(),
+        1
+    );
+    assert!(store
+        .delete_conversation(c)
+        .await
+        .expect("delete conversation"));
+    let gone = store
+        .attachment_by_id(third.id)
+        .await
+        .expect("read")
+        .expect("hidden, not removed");
+    assert!(gone.deleted_at.is_some());
 }

@@ -156,6 +156,7 @@ impl Domain {
         let inserted = self
             .store
             .insert_message(NewMessage {
+                attachment_ids: Vec::new(),
                 conversation_id,
                 user_id: identity.user_id,
                 content,

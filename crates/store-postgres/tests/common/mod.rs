@@ -190,6 +190,7 @@ pub async fn group(store: &PgStore, creator: &User, members: &[&User]) -> Conver
 
 pub fn text(conversation_id: Id, user_id: Id, content: &str) -> NewMessage {
     NewMessage {
+        attachment_ids: Vec::new(),
         conversation_id,
         user_id,
         content: content.to_string(),
