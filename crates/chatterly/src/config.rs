@@ -401,6 +401,60 @@ pub struct ServeArgs {
     /// it on a private address: it is not authenticated.
     #[arg(long, env = "CHATTERLY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+
+    /// Directory for attachment files (default: `blobs` in the data
+    /// directory). Several instances must share it (or use --s3-bucket).
+    #[arg(long, env = "CHATTERLY_BLOB_DIR")]
+    pub blob_dir: Option<PathBuf>,
+
+    /// Keep attachment files in this S3-compatible bucket instead of a
+    /// directory (AWS S3, MinIO, Ceph, ...).
+    #[arg(long, env = "CHATTERLY_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// The S3 endpoint URL, e.g. http://127.0.0.1:9000 for MinIO (AWS when
+    /// unset). Requests are path-style.
+    #[arg(long, env = "CHATTERLY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// The bucket's region.
+    #[arg(long, env = "CHATTERLY_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// S3 access key id (with --s3-secret-access-key; prefer the environment).
+    #[arg(long, env = "CHATTERLY_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key (prefer the environment variable: a flag shows in
+    /// the process list).
+    #[arg(long, env = "CHATTERLY_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Largest attachment in bytes (413 above it); 0 for no limit.
+    #[arg(long, env = "CHATTERLY_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
+    /// Bytes of attachments each user may keep (deleted ones do not count);
+    /// 0 for no quota.
+    #[arg(long, env = "CHATTERLY_UPLOAD_QUOTA_BYTES", default_value_t = 0)]
+    pub upload_quota_bytes: u64,
+
+    /// Seconds an upload may wait to be attached to a message before the
+    /// cleanup job deletes it.
+    #[arg(
+        long,
+        env = "CHATTERLY_ATTACHMENT_GRACE_SECS",
+        default_value_t = 86_400
+    )]
+    pub attachment_grace_secs: u64,
+
+    /// Attachments one message may carry.
+    #[arg(
+        long,
+        env = "CHATTERLY_MAX_ATTACHMENTS_PER_MESSAGE",
+        default_value_t = 10
+    )]
+    pub max_attachments_per_message: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -494,6 +548,20 @@ pub struct Limits {
     pub call_ring_timeout: chrono::TimeDelta,
     /// How long messages are kept; `None` keeps them forever.
     pub retention: Option<chrono::TimeDelta>,
+    /// Largest attachment; `None`: no limit.
+    pub max_upload_bytes: Option<u64>,
+    /// Attachment bytes per user; `None`: no quota.
+    pub upload_quota_bytes: Option<u64>,
+    /// How long an upload may stay unattached.
+    pub attachment_grace: chrono::TimeDelta,
+    pub max_attachments_per_message: usize,
+}
+
+/// Where attachment files are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    Dir(PathBuf),
+    S3(crate::blobs::S3Settings),
 }
 
 /// Rate limits; `None` when switched off.
@@ -543,6 +611,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub blobs: BlobLocation,
 }
 
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -710,6 +779,16 @@ impl ServeArgs {
                 )
             })?),
         };
+        let blobs = self.blob_location()?;
+        positive(self.attachment_grace_secs, "--attachment-grace-secs")?;
+        positive(
+            self.max_attachments_per_message as u64,
+            "--max-attachments-per-message",
+        )?;
+        let attachment_grace = i64::try_from(self.attachment_grace_secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .ok_or_else(|| invalid("--attachment-grace-secs", "is too large"))?;
         let cable = CableLimits {
             max_frame_bytes: self.cable_max_frame_bytes,
             max_subscriptions: self.cable_max_subscriptions,
@@ -744,7 +823,13 @@ impl ServeArgs {
                 lock_duration: Duration::from_secs(self.lock_seconds),
                 call_ring_timeout,
                 retention,
+                max_upload_bytes: (self.max_upload_bytes > 0).then_some(self.max_upload_bytes),
+                upload_quota_bytes: (self.upload_quota_bytes > 0)
+                    .then_some(self.upload_quota_bytes),
+                attachment_grace,
+                max_attachments_per_message: self.max_attachments_per_message,
             },
+            blobs,
             jobs: self.jobs == Switch::On,
             ice_servers,
             metrics_listen,
@@ -753,6 +838,79 @@ impl ServeArgs {
             argon2_memory_kib: self.argon2_memory_kib,
             log_format: self.log_format,
         })
+    }
+}
+
+impl ServeArgs {
+    /// `--blob-dir` or `--s3-*`, not both; the data directory's `blobs` by
+    /// default.
+    fn blob_location(&self) -> Result<BlobLocation, ConfigError> {
+        let text = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let Some(bucket) = text(&self.s3_bucket) else {
+            for (value, setting) in [
+                (&self.s3_endpoint, "--s3-endpoint (CHATTERLY_S3_ENDPOINT)"),
+                (
+                    &self.s3_access_key_id,
+                    "--s3-access-key-id (CHATTERLY_S3_ACCESS_KEY_ID)",
+                ),
+                (
+                    &self.s3_secret_access_key,
+                    "--s3-secret-access-key (CHATTERLY_S3_SECRET_ACCESS_KEY)",
+                ),
+            ] {
+                if text(value).is_some() {
+                    return Err(invalid(setting, "needs --s3-bucket (CHATTERLY_S3_BUCKET)"));
+                }
+            }
+            return Ok(BlobLocation::Dir(
+                self.blob_dir
+                    .clone()
+                    .unwrap_or_else(|| self.storage.data_dir.join("blobs")),
+            ));
+        };
+        if self.blob_dir.is_some() {
+            return Err(invalid(
+                "--blob-dir (CHATTERLY_BLOB_DIR)",
+                "cannot be combined with --s3-bucket: attachments go to one place",
+            ));
+        }
+        let endpoint = text(&self.s3_endpoint);
+        if let Some(url) = &endpoint {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "--s3-endpoint (CHATTERLY_S3_ENDPOINT)",
+                    format!("{url:?} is not a URL like http://127.0.0.1:9000"),
+                ));
+            }
+        }
+        let region = self.s3_region.trim();
+        if region.is_empty() {
+            return Err(invalid(
+                "--s3-region (CHATTERLY_S3_REGION)",
+                "must not be empty",
+            ));
+        }
+        let access_key_id = text(&self.s3_access_key_id);
+        let secret_access_key = text(&self.s3_secret_access_key);
+        if access_key_id.is_some() != secret_access_key.is_some() {
+            return Err(invalid(
+                "--s3-access-key-id (CHATTERLY_S3_ACCESS_KEY_ID)",
+                "and --s3-secret-access-key (CHATTERLY_S3_SECRET_ACCESS_KEY) go together",
+            ));
+        }
+        Ok(BlobLocation::S3(crate::blobs::S3Settings {
+            bucket,
+            endpoint,
+            region: region.to_owned(),
+            access_key_id,
+            secret_access_key,
+        }))
     }
 }
 
@@ -957,6 +1115,65 @@ mod tests {
         ] {
             let err = parse(&["--ice-servers", bad]).unwrap_err();
             assert!(err.contains("--ice-servers"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn attachment_settings_have_defaults_and_refuse_mixtures() {
+        let config = parse(&["--data-dir", "/srv/chat"]).expect("valid");
+        assert_eq!(config.blobs, BlobLocation::Dir("/srv/chat/blobs".into()));
+        assert_eq!(config.limits.max_upload_bytes, Some(104_857_600));
+        assert_eq!(config.limits.upload_quota_bytes, None);
+        assert_eq!(config.limits.attachment_grace.num_seconds(), 86_400);
+        assert_eq!(config.limits.max_attachments_per_message, 10);
+        let unlimited =
+            parse(&["--max-upload-bytes", "0", "--upload-quota-bytes", "5"]).expect("valid");
+        assert_eq!(unlimited.limits.max_upload_bytes, None);
+        assert_eq!(unlimited.limits.upload_quota_bytes, Some(5));
+        let s3 = parse(&[
+            "--s3-bucket",
+            "files",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-access-key-id",
+            "id",
+            "--s3-secret-access-key",
+            "secret",
+        ])
+        .expect("valid");
+        match s3.blobs {
+            BlobLocation::S3(settings) => {
+                assert_eq!(settings.bucket, "files");
+                assert_eq!(settings.region, "us-east-1");
+                assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (flags, setting) in [
+            (vec!["--s3-endpoint", "http://x"], "--s3-endpoint"),
+            (
+                vec!["--s3-bucket", "b", "--blob-dir", "/tmp/x"],
+                "--blob-dir",
+            ),
+            (
+                vec!["--s3-bucket", "b", "--s3-endpoint", "ftp://x"],
+                "--s3-endpoint",
+            ),
+            (
+                vec!["--s3-bucket", "b", "--s3-access-key-id", "id"],
+                "--s3-access-key-id",
+            ),
+            (
+                vec!["--attachment-grace-secs", "0"],
+                "--attachment-grace-secs",
+            ),
+            (
+                vec!["--max-attachments-per-message", "0"],
+                "--max-attachments-per-message",
+            ),
+        ] {
+            let err = parse(&flags).unwrap_err();
+            assert!(err.contains(setting), "{flags:?}: {err}");
         }
     }
 

@@ -14,10 +14,11 @@ use chatterly_store_sqlite::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::blobs::Blobs;
 use crate::bus::{Bus, Deliver, LocalBus, Receivers, RedisBus};
 use crate::cable::hub::{CloseReason, Hub};
 use crate::cable::{Cable, CableOptions};
-use crate::config::{Config, Database, MIN_SECRET_BYTES};
+use crate::config::{BlobLocation, Config, Database, MIN_SECRET_BYTES};
 use crate::domain::auth::{KnownUsers, Passwords, Revocations, Tokens};
 use crate::domain::{Domain, DomainParts, MembershipCache, RateLimiter, RosterCache};
 use crate::ephemeral::Presence;
@@ -64,6 +65,17 @@ pub async fn open_store(database: &Database, data_dir: &Path) -> anyhow::Result<
                 tracing::info!(%search_language, "search language changed: messages re-indexed");
             }
             Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The blob store for attachments, as configured.
+pub fn open_blobs(location: &BlobLocation) -> anyhow::Result<Blobs> {
+    match location {
+        BlobLocation::Dir(dir) => Blobs::local(dir)
+            .with_context(|| format!("cannot use {} for attachments (--blob-dir)", dir.display())),
+        BlobLocation::S3(settings) => {
+            Blobs::s3(settings).context("cannot set up the S3 bucket for attachments (--s3-bucket)")
         }
     }
 }
@@ -193,6 +205,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         None => None,
     };
     let store = open_store(&config.database, &config.data_dir).await?;
+    let blobs = Arc::new(open_blobs(&config.blobs)?);
     let metrics_store = Arc::clone(&store);
     let secret = jwt_secret(&config)?;
     let redis = match &config.redis_url {
@@ -259,6 +272,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         calls,
         limits: config.limits.clone(),
         rate: config.rate_limits.map(RateLimiter::new),
+        blobs,
     }));
     domain
         .maintain()

@@ -4,7 +4,8 @@
 //! Every field is always present (`null` when absent); arrays are never `null`.
 
 use chatterly_store::{
-    CallSession, Conversation, Id, Member, Message, Reaction, ReadState, Receipt, Timestamp, User,
+    Attachment, CallSession, Conversation, Id, Member, Message, Reaction, ReadState, Receipt,
+    Timestamp, User,
 };
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
@@ -328,6 +329,9 @@ pub struct MessageView {
     /// Beyond the reference: `channel` or `here` when an admin's `@channel` /
     /// `@here` mentioned the conversation, else null.
     pub broadcast_mention: Option<&'static str>,
+    /// Beyond the reference: the files sent with the message (always an
+    /// array), in upload order.
+    pub attachments: Vec<AttachmentView>,
 }
 
 impl MessageView {
@@ -352,6 +356,54 @@ impl MessageView {
             client_message_id: message.client_message_id.clone(),
             mentions: message.mentions.clone(),
             broadcast_mention: message.broadcast.map(|b| b.as_str()),
+            attachments: Vec::new(),
+        }
+    }
+
+    pub fn with_attachments(mut self, attachments: Vec<AttachmentView>) -> MessageView {
+        self.attachments = attachments;
+        self
+    }
+}
+
+/// An uploaded file (beyond the reference; ATTACHMENTS_API.md).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttachmentView {
+    pub id: Id,
+    /// Sniffed from the bytes, never the uploader's claim;
+    /// `application/octet-stream` when unknown.
+    pub content_type: String,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// Pixels, for a raster image the server decoded; else null.
+    pub height: Option<i32>,
+    /// The file name the uploader gave.
+    pub name: String,
+    /// Bytes.
+    pub size: i64,
+    /// A small preview image (null when there is none).
+    pub thumbnail_url: Option<String>,
+    /// The bytes (Bearer token, or `?access_token=`).
+    pub url: String,
+    pub width: Option<i32>,
+}
+
+impl From<&Attachment> for AttachmentView {
+    fn from(a: &Attachment) -> AttachmentView {
+        AttachmentView {
+            id: a.id,
+            content_type: a.content_type.clone(),
+            created_at: a.created_at,
+            height: a.height,
+            name: a.name.clone(),
+            size: a.size,
+            thumbnail_url: a
+                .thumbnail_key
+                .as_ref()
+                .map(|_| format!("/api/v1/attachments/{}/thumbnail", a.id)),
+            url: format!("/api/v1/attachments/{}/content", a.id),
+            width: a.width,
         }
     }
 }

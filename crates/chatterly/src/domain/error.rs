@@ -29,6 +29,15 @@ pub enum DomainError {
     BadRequest(Option<String>),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// An upload went past `--max-upload-bytes`.
+    #[error("file too large (limit {limit} bytes)")]
+    FileTooLarge { limit: u64 },
+    /// An upload would take its uploader past `--upload-quota-bytes`.
+    #[error("upload quota exceeded ({quota} bytes)")]
+    QuotaExceeded { quota: u64 },
+    /// A `Range` outside a download of `size` bytes.
+    #[error("range not satisfiable (size {size})")]
+    RangeNotSatisfiable { size: u64 },
     #[error("rate limited: {0}")]
     RateLimited(String),
     #[error("internal error: {0}")]

@@ -26,6 +26,10 @@ pub const RETENTION: &str = "messages.retention";
 /// Messages deleted per batch (one short write each on SQLite).
 pub const RETENTION_BATCH: u32 = 1000;
 
+/// Attachments: remove the blobs and rows of hidden attachments (deleted
+/// messages, uploads never attached within `--attachment-grace-secs`).
+pub const ATTACHMENTS_CLEANUP: &str = "attachments.cleanup";
+
 /// How often maintenance runs.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 /// Failed runs before a job is dead.
@@ -74,6 +78,17 @@ pub fn retention(run_at: Timestamp) -> NewJob {
     }
 }
 
+/// The next attachments cleanup. One per deployment, like maintenance.
+pub fn attachments_cleanup(run_at: Timestamp) -> NewJob {
+    NewJob {
+        kind: ATTACHMENTS_CLEANUP.to_owned(),
+        payload: "{}".to_owned(),
+        run_at,
+        max_attempts: MAX_ATTEMPTS,
+        unique_key: Some(ATTACHMENTS_CLEANUP.to_owned()),
+    }
+}
+
 /// The next maintenance run. One per deployment: every instance enqueues it
 /// at start, the unique key keeps it one job.
 pub fn maintenance(run_at: Timestamp) -> NewJob {
@@ -87,6 +102,18 @@ pub fn maintenance(run_at: Timestamp) -> NewJob {
 }
 
 impl Domain {
+    /// How often the attachments cleanup runs: as often as maintenance, or
+    /// every grace period when that is shorter (at least every second), so
+    /// an upload never outlives its grace by much more than the grace.
+    fn cleanup_every(&self) -> chrono::TimeDelta {
+        let hourly =
+            chrono::TimeDelta::from_std(MAINTENANCE_EVERY).unwrap_or(chrono::TimeDelta::MAX);
+        self.limits
+            .attachment_grace
+            .min(hourly)
+            .max(chrono::TimeDelta::seconds(1))
+    }
+
     /// Runs one claimed job. Returns the job to enqueue when it completes (a
     /// recurring job's next run), or why it failed.
     pub async fn run_job(&self, job: &Job) -> DomainResult<Option<NewJob>> {
@@ -136,6 +163,15 @@ impl Domain {
                 }
                 Ok(Some(retention(chatterly_store::now() + MAINTENANCE_EVERY)))
             }
+            ATTACHMENTS_CLEANUP => {
+                let removed = self.clean_attachments().await?;
+                if removed > 0 {
+                    tracing::info!(removed, "cleanup removed hidden attachments");
+                }
+                Ok(Some(attachments_cleanup(
+                    chatterly_store::now() + self.cleanup_every(),
+                )))
+            }
             other => Err(DomainError::Internal(format!("unknown job kind {other:?}"))),
         }
     }
@@ -145,6 +181,11 @@ impl Domain {
     pub async fn schedule_recurring_jobs(&self) -> DomainResult<()> {
         self.store
             .enqueue_job(maintenance(chatterly_store::now() + MAINTENANCE_EVERY))
+            .await?;
+        self.store
+            .enqueue_job(attachments_cleanup(
+                chatterly_store::now() + self.cleanup_every(),
+            ))
             .await?;
         if self.limits.retention.is_some() {
             // The first run is due at once: a policy applies from start-up.

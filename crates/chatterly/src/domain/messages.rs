@@ -3,7 +3,7 @@
 
 use chatterly_store::{
     HistoryPage, Id, Inserted, Message, MessageKind, NewMessage, Role, StoreError,
-    CONFLICT_REACTION,
+    CONFLICT_ATTACHMENT, CONFLICT_REACTION,
 };
 
 use super::auth::Identity;
@@ -20,6 +20,8 @@ pub struct SendMessage {
     pub message_type: Option<String>,
     pub parent_message_id: Option<Id>,
     pub client_message_id: Option<String>,
+    /// Uploads of the sender to attach (ATTACHMENTS_API.md).
+    pub attachment_ids: Vec<Id>,
 }
 
 /// Which history to read.
@@ -116,13 +118,37 @@ impl Domain {
             rate.check_send(identity.user_id)?;
         }
         let mut errors = Errors::default();
-        self.check_content(&mut errors, request.content.as_deref());
+        // Repeats of an id attach it once.
+        let mut attachment_ids = request.attachment_ids;
+        let mut seen = std::collections::HashSet::new();
+        attachment_ids.retain(|id| seen.insert(*id));
+        let max_attachments = self.limits.max_attachments_per_message;
+        if attachment_ids.len() > max_attachments {
+            errors.add(format!(
+                "Attachments are too many (maximum is {max_attachments})"
+            ));
+        }
+        let with_files = !attachment_ids.is_empty();
+        // A message with files may have no text.
+        let content = match request.content {
+            None if with_files => Some(String::new()),
+            content => content,
+        };
+        if with_files {
+            errors.max_chars("Content", content.as_deref(), self.limits.max_message_chars);
+        } else {
+            self.check_content(&mut errors, content.as_deref());
+        }
         // Clients send text, image or file; call logs are written by the server.
         let kind = match request.message_type.as_deref() {
             None => Some(MessageKind::Text),
             Some(text) => match MessageKind::parse(text) {
                 Some(MessageKind::Call) | None => {
                     errors.add("Message type is not included in the list");
+                    None
+                }
+                Some(MessageKind::Text) if with_files => {
+                    errors.add("Message type must be image or file when attachments are sent");
                     None
                 }
                 kind => kind,
@@ -144,7 +170,24 @@ impl Domain {
                 }
             }
         }
-        let (Some(content), Some(kind)) = (request.content, kind) else {
+        let kind = match kind {
+            Some(kind) if with_files => {
+                let attachments = self.attachments_to_send(identity, &attachment_ids).await?;
+                // Unless the client said: images if every file is one.
+                if request.message_type.is_some() {
+                    Some(kind)
+                } else if attachments
+                    .iter()
+                    .all(|a| crate::media::is_raster_image(&a.content_type))
+                {
+                    Some(MessageKind::Image)
+                } else {
+                    Some(MessageKind::File)
+                }
+            }
+            kind => kind,
+        };
+        let (Some(content), Some(kind)) = (content, kind) else {
             return Err(DomainError::Internal(
                 "validated message lost a field".into(),
             ));
@@ -156,7 +199,7 @@ impl Domain {
         let inserted = self
             .store
             .insert_message(NewMessage {
-                attachment_ids: Vec::new(),
+                attachment_ids,
                 conversation_id,
                 user_id: identity.user_id,
                 content,
@@ -166,7 +209,14 @@ impl Domain {
                 client_message_id: request.client_message_id,
                 mentions,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Attached or hidden since the check above (a race).
+                StoreError::Conflict(CONFLICT_ATTACHMENT) => {
+                    DomainError::invalid("Attachments must be uploads of yours waiting to be sent")
+                }
+                other => other.into(),
+            })?;
         match inserted {
             Inserted::Created(message) => {
                 let view = self.render_new_message(&message).await?;

@@ -5,6 +5,7 @@
 
 mod accounts;
 pub mod admin;
+mod attachments;
 pub mod auth;
 mod calls;
 mod channels;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use chatterly_store::{CallSession, Conversation, Id, Message, MessageKind, Role, Store, User};
 
 pub use accounts::{Login, ProfileChanges, Registration};
+pub use attachments::{Download, Rendition};
 pub use calls::{RosterCache, Toggle};
 pub use conversations::NewConversationRequest;
 pub use error::{DomainError, DomainResult};
@@ -38,11 +40,20 @@ pub use messages::{HistoryQuery, SendMessage, Sent};
 pub use read_state::LIVE_RECEIPTS_MAX_MEMBERS;
 pub use search::SearchParams;
 
+use crate::blobs::Blobs;
 use crate::bus::Bus;
 use crate::config::Limits;
 use crate::ephemeral::Presence;
-use crate::views::{CallSessionSummary, ConversationView, MessageView, ReactionView, UserPublic};
+use crate::views::{
+    AttachmentView, CallSessionSummary, ConversationView, MessageView, ReactionView, UserPublic,
+};
 use auth::{Identity, KnownUsers, Passwords, Revocations, Tokens};
+
+/// Only image and file messages carry attachments (a send with attachments
+/// is one of them), so only they are looked up.
+fn carries_files(kind: MessageKind) -> bool {
+    matches!(kind, MessageKind::Image | MessageKind::File)
+}
 
 /// Why a disabled account's login or token is refused.
 pub const ACCOUNT_DISABLED: &str = "Your account is disabled.";
@@ -59,6 +70,7 @@ pub struct Domain {
     calls: Arc<RosterCache>,
     limits: Limits,
     rate: Option<RateLimiter>,
+    blobs: Arc<Blobs>,
 }
 
 pub struct DomainParts {
@@ -76,6 +88,8 @@ pub struct DomainParts {
     pub calls: Arc<RosterCache>,
     pub limits: Limits,
     pub rate: Option<RateLimiter>,
+    /// Where attachment bytes are kept.
+    pub blobs: Arc<Blobs>,
 }
 
 impl Domain {
@@ -92,6 +106,7 @@ impl Domain {
             calls: parts.calls,
             limits: parts.limits,
             rate: parts.rate,
+            blobs: parts.blobs,
         }
     }
 
@@ -227,8 +242,9 @@ impl Domain {
         })
     }
 
-    /// Renders messages with their authors and reactions in two queries,
-    /// whatever the page size.
+    /// Renders messages with their authors, reactions and attachments in a
+    /// few queries, whatever the page size (calls and attachments only when
+    /// the page has call logs, images or files).
     async fn render_messages(&self, messages: &[Message]) -> DomainResult<Vec<MessageView>> {
         if messages.is_empty() {
             return Ok(Vec::new());
@@ -242,11 +258,26 @@ impl Domain {
             .filter(|m| m.kind == MessageKind::Call)
             .filter_map(|m| m.call_session_id)
             .collect();
-        let (authors, reactions, calls) = futures::try_join!(
+        let with_files: Vec<Id> = messages
+            .iter()
+            .filter(|m| carries_files(m.kind))
+            .map(|m| m.id)
+            .collect();
+        let (authors, reactions, calls, attachments) = futures::try_join!(
             self.store.users_by_ids(&author_ids),
             self.store.reactions_for(&message_ids),
-            self.calls_by_ids(&call_ids)
+            self.calls_by_ids(&call_ids),
+            self.store.attachments_for(&with_files)
         )?;
+        let mut attachments_by_message: HashMap<Id, Vec<AttachmentView>> = HashMap::new();
+        for attachment in &attachments {
+            if let Some(message_id) = attachment.message_id {
+                attachments_by_message
+                    .entry(message_id)
+                    .or_default()
+                    .push(AttachmentView::from(attachment));
+            }
+        }
         let calls: HashMap<Id, CallSessionSummary> = calls
             .iter()
             .map(|c| (c.id, CallSessionSummary::new(c)))
@@ -274,7 +305,8 @@ impl Domain {
                 let reactions = reactions_by_message.remove(&m.id).unwrap_or_default();
                 // A call log shows the call's live status (contract 3.4).
                 let call = m.call_session_id.and_then(|id| calls.get(&id)).cloned();
-                Ok(MessageView::new(m, author, reactions, call))
+                let attachments = attachments_by_message.remove(&m.id).unwrap_or_default();
+                Ok(MessageView::new(m, author, reactions, call).with_attachments(attachments))
             })
             .collect()
     }
@@ -288,8 +320,18 @@ impl Domain {
     }
 
     /// A message written just now: it cannot have reactions yet, so only its
-    /// author is loaded (one query fewer on the send path).
+    /// author (and its attachments, if it may have some) is loaded.
     async fn render_new_message(&self, message: &Message) -> DomainResult<MessageView> {
+        let attachments = if carries_files(message.kind) {
+            self.store
+                .attachments_for(&[message.id])
+                .await?
+                .iter()
+                .map(AttachmentView::from)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let author = self
             .store
             .user_by_id(message.user_id)
@@ -300,12 +342,10 @@ impl Domain {
                     message.user_id, message.id
                 ))
             })?;
-        Ok(MessageView::new(
-            message,
-            self.user_public(&author),
-            Vec::new(),
-            None,
-        ))
+        Ok(
+            MessageView::new(message, self.user_public(&author), Vec::new(), None)
+                .with_attachments(attachments),
+        )
     }
 
     async fn render_message(&self, message: &Message) -> DomainResult<MessageView> {

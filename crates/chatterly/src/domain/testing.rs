@@ -107,6 +107,7 @@ pub async fn world() -> World {
         calls,
         limits: config.limits,
         rate: None,
+        blobs: Arc::new(crate::blobs::Blobs::local(&dir.path().join("blobs")).expect("blob dir")),
     }));
     World {
         domain,

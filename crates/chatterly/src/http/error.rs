@@ -35,6 +35,22 @@ impl IntoResponse for DomainError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({ "status": 413, "error": "Request body is too large" }),
             ),
+            DomainError::FileTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": format!("File is too large (limit {limit} bytes)") }),
+            ),
+            DomainError::QuotaExceeded { quota } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": format!("Upload quota exceeded (quota {quota} bytes)") }),
+            ),
+            DomainError::RangeNotSatisfiable { size } => {
+                return (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(axum::http::header::CONTENT_RANGE, format!("bytes */{size}"))],
+                    axum::Json(json!({ "error": "Range Not Satisfiable" })),
+                )
+                    .into_response()
+            }
             DomainError::RateLimited(message) => {
                 (StatusCode::TOO_MANY_REQUESTS, json!({ "error": message }))
             }

@@ -45,6 +45,34 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The caller of a download: `Authorization: Bearer <jwt>`, or the
+/// `access_token` query parameter, which `<img src>` and download links can
+/// carry (the request span never logs the query string).
+pub struct DownloadAuth(pub Identity);
+
+impl FromRequestParts<AppState> for DownloadAuth {
+    type Rejection = DomainError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<DownloadAuth, DomainError> {
+        if let Some(token) = bearer_token(parts) {
+            return state
+                .domain
+                .authenticate(Some(token))
+                .await
+                .map(DownloadAuth);
+        }
+        let QueryParams(query) = QueryParams::from_request_parts(parts, state).await?;
+        state
+            .domain
+            .authenticate(query.get("access_token").map(String::as_str))
+            .await
+            .map(DownloadAuth)
+    }
+}
+
 /// The raw bearer token, if any (logout needs it even when invalid).
 pub struct BearerToken(pub Option<String>);
 

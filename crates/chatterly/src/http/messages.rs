@@ -35,6 +35,11 @@ pub struct SendMessageRequest {
     /// Beyond the reference: idempotency key (≤ 64 chars). A retry with the same
     /// key returns the original message (200) instead of sending twice.
     client_message_id: Option<String>,
+    /// Beyond the reference: uploads of the sender (`POST /api/v1/attachments`)
+    /// to attach, at most `--max-attachments-per-message` (10). `content` may
+    /// then be empty; without `message_type` the message is `image` when
+    /// every file is a raster image, else `file` (`text` is refused).
+    attachment_ids: Option<Vec<i64>>,
 }
 
 /// Edit body: flat or under `message`.
@@ -106,6 +111,7 @@ pub async fn send(
             "message_type",
             "parent_message_id",
             "client_message_id",
+            "attachment_ids",
         ],
     )?;
     let request = SendMessage {
@@ -113,6 +119,7 @@ pub async fn send(
         message_type: params.string("message_type")?,
         parent_message_id: params.id("parent_message_id")?,
         client_message_id: params.string("client_message_id")?,
+        attachment_ids: params.ids("attachment_ids")?,
     };
     let sent = state
         .domain

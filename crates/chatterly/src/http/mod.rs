@@ -1,6 +1,7 @@
 //! The REST surface: routing, extraction, auth, rendering. Handlers are thin:
 //! they read the request, call the domain, and render a view. No SQL, no rules.
 
+mod attachments;
 mod auth;
 mod calls;
 mod conversations;
@@ -56,6 +57,7 @@ pub struct AppState {
         (name = "calls"), (name = "health"),
         (name = "read state", description = "Read positions, unread and mention counts, read receipts, delivery, mentions"),
         (name = "search", description = "Full-text search of the caller's messages"),
+        (name = "attachments", description = "Files: streamed uploads, attached to messages with attachment_ids, downloads with ranges"),
         (name = "client", description = "What the web client (served at /) and other clients need to know"),
     )
 )]
@@ -106,6 +108,15 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read_state::mentions))
         .routes(routes!(search::search))
         .routes(routes!(web::client_config))
+        .routes(routes!(attachments::content))
+        .routes(routes!(attachments::thumbnail))
+        // Uploads are streamed and counted against --max-upload-bytes, not
+        // the JSON body limit (which every other route keeps).
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(attachments::upload))
+                .layer(DefaultBodyLimit::disable()),
+        )
 }
 
 pub struct HttpOptions {
