@@ -253,14 +253,17 @@ fn requested_range(headers: &HeaderMap, download: &Download) -> DomainResult<Opt
     let Ok(parsed) = http_range_header::parse_range_header(value) else {
         return Ok(None);
     };
+    let unsatisfiable = DomainError::RangeNotSatisfiable {
+        size: download.size,
+    };
     match parsed.validate(download.size) {
+        // (An empty file has no byte a range could name.)
         Ok(ranges) => match ranges.as_slice() {
-            [one] => Ok(Some(*one.start()..one.end() + 1)),
+            [one] if *one.start() < download.size => Ok(Some(*one.start()..one.end() + 1)),
+            [_] => Err(unsatisfiable),
             _ => Ok(None),
         },
-        Err(_) => Err(DomainError::RangeNotSatisfiable {
-            size: download.size,
-        }),
+        Err(_) => Err(unsatisfiable),
     }
 }
 

@@ -9,6 +9,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+/// Real `chatterly serve` processes (the memory check of big uploads).
+#[path = "../ops/mod.rs"]
+mod ops;
 
 /// Instantiates `async fn name(backend: Backend)` tests for both backends.
 macro_rules! conformance {
@@ -32,6 +35,7 @@ macro_rules! conformance {
     };
 }
 
+mod attachments;
 mod auth;
 mod bad_input;
 mod calls;
