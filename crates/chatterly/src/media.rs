@@ -29,10 +29,15 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 /// The content type of a file starting with `head` (its first
 /// [`SNIFF_BYTES`] or all of it if shorter).
 pub fn sniff(head: &[u8]) -> String {
+    // Markup first: `infer` would call an SVG with an XML prologue text/xml.
+    let text = sniff_text(head);
+    if let Some(markup) = text.filter(|t| *t != "text/plain") {
+        return markup.to_owned();
+    }
     if let Some(kind) = infer::get(head) {
         return kind.mime_type().to_owned();
     }
-    sniff_text(head).unwrap_or(OCTET_STREAM).to_owned()
+    text.unwrap_or(OCTET_STREAM).to_owned()
 }
 
 /// Markup and plain text, which `infer` does not name.

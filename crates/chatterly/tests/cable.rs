@@ -1008,3 +1008,50 @@ async fn graceful_shutdown_sends_server_restart() {
         );
     }
 }
+
+/// The `new_message` event carries the same attachments as the REST answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_message_events_carry_attachments() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let (alice, bob, conversation) = pair(&app).await;
+    let room = conversation_identifier(conversation);
+    let mut ws = Ws::open(&app, &bob.token).await;
+    ws.subscribe(&room).await;
+    let boundary = "cable-test-boundary";
+    let upload = app
+        .client
+        .post(app.url("/api/v1/attachments"))
+        .header("authorization", format!("Bearer {}", alice.token))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\n\
+             some text\r\n--{boundary}--\r\n"
+        ))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), 201);
+    let attachment: Value = upload.json().await.expect("json");
+    let sent = app
+        .send_raw(
+            &alice,
+            conversation,
+            json!({ "attachment_ids": [attachment["data"]["id"]] }),
+        )
+        .await
+        .expect(201)["data"]
+        .clone();
+    let id = sent["id"].as_i64().expect("id");
+    let event = ws.expect_message(&room, id).await;
+    assert_eq!(
+        event["message"]["message"]["attachments"],
+        sent["attachments"]
+    );
+    assert_eq!(
+        event["message"]["message"]["attachments"][0]["content_type"],
+        "text/plain"
+    );
+}

@@ -263,6 +263,9 @@ async fn openapi_document_covers_every_route(backend: Backend) {
             "/api/v1/conversations/{conversation_id}/calls/{id}/join",
             &["post"],
         ),
+        ("/api/v1/attachments", &["post"]),
+        ("/api/v1/attachments/{id}/content", &["get"]),
+        ("/api/v1/attachments/{id}/thumbnail", &["get"]),
     ];
     for (path, methods) in expected {
         let item = paths
