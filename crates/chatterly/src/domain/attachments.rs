@@ -352,18 +352,22 @@ impl Domain {
 
     /// The caller's attachments among `ids` as a send needs them: every one
     /// an upload of theirs, not yet attached nor hidden (else a 422 naming
-    /// it). The store checks it again in the send's transaction.
+    /// it). The store checks it again in the send's transaction. With a
+    /// `client_message_id` (`retry`) an attached one passes here: a retry
+    /// of the send that attached it gets that message back, and any other
+    /// send is refused by the store.
     pub(super) async fn attachments_to_send(
         &self,
         identity: &Identity,
         ids: &[Id],
+        retry: bool,
     ) -> DomainResult<Vec<Attachment>> {
         let found = self.store.attachments_by_ids(ids).await?;
         for id in ids {
             let usable = found.iter().any(|a| {
                 a.id == *id
                     && a.user_id == identity.user_id
-                    && a.message_id.is_none()
+                    && (a.message_id.is_none() || retry)
                     && a.deleted_at.is_none()
             });
             if !usable {

@@ -172,7 +172,10 @@ impl Domain {
         }
         let kind = match kind {
             Some(kind) if with_files => {
-                let attachments = self.attachments_to_send(identity, &attachment_ids).await?;
+                let retry = request.client_message_id.is_some();
+                let attachments = self
+                    .attachments_to_send(identity, &attachment_ids, retry)
+                    .await?;
                 // Unless the client said: images if every file is one.
                 if request.message_type.is_some() {
                     Some(kind)

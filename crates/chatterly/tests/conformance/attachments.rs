@@ -645,6 +645,24 @@ async fn messages_carry_their_attachments(backend: Backend) {
     )
     .await
     .expect(422);
+    // An idempotent retry of a send with files returns the original.
+    let spare = uploaded(&app, &alice, "spare.txt", b"spare").await;
+    let keyed = json!({ "attachment_ids": [spare["id"]], "client_message_id": "k-1" });
+    let first = send_with(&app, &alice, room, keyed.clone())
+        .await
+        .expect(201)["data"]
+        .clone();
+    let retried = send_with(&app, &alice, room, keyed).await.expect(200)["data"].clone();
+    assert_eq!(retried, first);
+    // Another key with the same file is a different send: refused.
+    send_with(
+        &app,
+        &alice,
+        room,
+        json!({ "attachment_ids": [spare["id"]], "client_message_id": "k-2" }),
+    )
+    .await
+    .expect(422);
     // Mixed: `file`, wrapped params work too.
     let third = uploaded(&app, &alice, "more.png", &png(8, 8)).await;
     let mixed = send_with(
@@ -675,10 +693,11 @@ async fn messages_carry_their_attachments(backend: Backend) {
 
     // History (each view, one page) and the conversation list carry them.
     let history = app.all_messages(&bob, room).await;
-    assert_eq!(history.len(), 3);
+    assert_eq!(history.len(), 4);
     assert_eq!(history[0]["attachments"], json!([picture]));
-    assert_eq!(history[1]["attachments"].as_array().map(Vec::len), Some(2));
-    assert_eq!(history[2]["attachments"], json!([]));
+    assert_eq!(history[1]["attachments"], first["attachments"]);
+    assert_eq!(history[2]["attachments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(history[3]["attachments"], json!([]));
 
     // Members may download; others get 404.
     let got = fetch(&app, &content_path(&notes), Some(&bob.token), &[]).await;
