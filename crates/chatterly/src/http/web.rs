@@ -61,6 +61,7 @@ const ASSETS: &[Asset] = assets![
     "js/views/members.js",
     "js/views/messages.js",
     "js/views/people.js",
+    "js/views/search.js",
     "js/views/sidebar.js",
     "js/views/thread.js",
     "vendor/actioncable.LICENSE.txt",

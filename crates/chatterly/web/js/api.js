@@ -118,9 +118,15 @@ export const removeMember = (id, userId) => del(v1(`/conversations/${id}/members
 
 // ---- messages and reactions ----
 
-/** A page of history older than `cursor` (oldest first). */
-export const history = (id, cursor) =>
-  get(v1(`/conversations/${id}/messages${cursor ? `?cursor=${cursor}` : ""}`)).then((b) => b.data);
+/** A page of history older than `cursor` (oldest first); `limit` as the
+ *  server allows (it clamps to `--max-page`). */
+export function history(id, cursor, limit) {
+  const params = new URLSearchParams();
+  if (cursor) params.set("cursor", cursor);
+  if (limit) params.set("limit", limit);
+  const query = params.size ? `?${params}` : "";
+  return get(v1(`/conversations/${id}/messages${query}`)).then((b) => b.data);
+}
 
 export const sendMessage = (id, body) => post(v1(`/conversations/${id}/messages`), body).then((b) => b.data);
 export const editMessage = (id, messageId, content) =>
@@ -128,6 +134,15 @@ export const editMessage = (id, messageId, content) =>
 export const deleteMessage = (id, messageId) => del(v1(`/conversations/${id}/messages/${messageId}`));
 export const react = (messageId, emoji) => post(v1("/reactions"), { message_id: messageId, emoji });
 export const unreact = (reactionId) => del(v1(`/reactions/${reactionId}`));
+
+/** A page of full-text search results, best first: `{results: [{message,
+ *  snippet}], next_cursor}` (the snippet is escaped HTML with `<mark>`). */
+export function search(q, { cursor, limit } = {}) {
+  const params = new URLSearchParams({ q });
+  if (cursor) params.set("cursor", cursor);
+  if (limit) params.set("limit", limit);
+  return get(v1(`/search?${params}`)).then((b) => b.data);
+}
 
 // ---- read state ----
 

@@ -330,6 +330,25 @@ function renderMessage(m, ctx) {
   );
 }
 
+// ---- a message found by search ----
+
+const FOUND_MS = 2500;
+
+/** Scrolls a message into the middle of its list, highlights it briefly and
+ *  moves focus to it (so a screen reader reads it). */
+export function showFound(el) {
+  el.scrollIntoView({ block: "center" });
+  el.classList.add("found");
+  el.tabIndex = -1;
+  el.focus({ preventScroll: true });
+  setTimeout(() => el.classList.remove("found"), FOUND_MS);
+}
+
+/** The element of message `id` in `list`, if shown. */
+export function messageElement(list, id) {
+  return list.querySelector(`li[data-id="${Number(id)}"]`);
+}
+
 // ---- the reaction picker (one at a time, floating) ----
 
 let picker = null;
