@@ -53,6 +53,7 @@ const ASSETS: &[Asset] = assets![
     "js/format.js",
     "js/main.js",
     "js/state.js",
+    "js/views/attachments.js",
     "js/views/auth.js",
     "js/views/call.js",
     "js/views/composer.js",

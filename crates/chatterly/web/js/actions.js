@@ -135,6 +135,11 @@ export async function loadOlder(id, limit) {
   return true;
 }
 
+// ---- attachments ----
+
+/** Uploads a file for the next message: `{done, abort}` (see api.js). */
+export const uploadAttachment = (file, progress) => api.uploadAttachment(file, progress);
+
 /** Starts a direct conversation, a group or a channel. */
 export async function createConversation({ type, name, memberIds }) {
   const body = { conversation_type: type, member_ids: memberIds };
@@ -195,7 +200,7 @@ function touch(conversationId, message) {
  * an idempotency key (`client_message_id`); failed attempts are retried with
  * the same key, so the server stores it once however often it is sent.
  */
-export function sendMessage(conversationId, content, parentId = null) {
+export function sendMessage(conversationId, content, parentId = null, attachments = []) {
   const t = timeline(conversationId);
   const clientId = crypto.randomUUID();
   const pending = {
@@ -204,9 +209,10 @@ export function sendMessage(conversationId, content, parentId = null) {
     failed: false,
     client_message_id: clientId,
     content,
+    attachments,
     created_at: new Date().toISOString(),
     edited_at: null,
-    message_type: "text",
+    message_type: attachments.length ? "file" : "text",
     parent_message_id: parentId,
     reactions: [],
     call_session: null,
@@ -233,7 +239,10 @@ export function discardSend(conversationId, clientId) {
 }
 
 async function deliver(conversationId, pending) {
-  const body = { content: pending.content, message_type: "text", client_message_id: pending.client_message_id };
+  const body = { content: pending.content, client_message_id: pending.client_message_id };
+  // With attachments the server picks the type (image, or file).
+  if (pending.attachments.length) body.attachment_ids = pending.attachments.map((a) => a.id);
+  else body.message_type = "text";
   if (pending.parent_message_id) body.parent_message_id = pending.parent_message_id;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -414,6 +423,15 @@ function clearTyping(conversationId, userId) {
 
 // ---- socket events ----
 
+/** What the live region says of a new message. */
+function spoken(message) {
+  if (message.message_type === "call") return "call";
+  const files = message.attachments?.length || 0;
+  if (!files) return message.content;
+  const what = files === 1 ? `sent ${message.attachments[0].name}` : `sent ${files} files`;
+  return message.content ? `${message.content} (${what})` : what;
+}
+
 /** An event of a conversation's stream (contract 6.7). */
 export function roomEvent(conversationId, event) {
   const t = timeline(conversationId);
@@ -438,7 +456,7 @@ export function roomEvent(conversationId, event) {
         if (conversation && !counted && message.seq > conversation.last_read_seq && !(open && looking())) {
           conversation.unread_count += 1;
         }
-        if (fresh && open) announce(`${displayName(message.user)}: ${message.message_type === "call" ? "call" : message.content}`);
+        if (fresh && open) announce(`${displayName(message.user)}: ${spoken(message)}`);
       }
       emit("timeline", conversationId);
       emit("conversations");

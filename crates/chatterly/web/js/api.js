@@ -144,6 +144,55 @@ export function search(q, { cursor, limit } = {}) {
   return get(v1(`/search?${params}`)).then((b) => b.data);
 }
 
+// ---- attachments (docs: ATTACHMENTS in the README) ----
+
+/**
+ * Uploads one file (multipart, part `file`) with XMLHttpRequest, the one
+ * browser API that reports upload progress: `progress(fraction)` as bytes
+ * go out. Returns `{done, abort}`; `done` resolves to the Attachment or
+ * rejects with an ApiError (status 0 when aborted or unreachable).
+ */
+export function uploadAttachment(file, progress = () => {}) {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
+    xhr.open("POST", v1("/attachments"));
+    xhr.responseType = "text";
+    xhr.setRequestHeader("Accept", "application/json");
+    if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable && event.total > 0) progress(event.loaded / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body?.data) return resolve(body.data);
+      if (xhr.status === 401 && token) onUnauthorized();
+      reject(new ApiError(xhr.status, errorText(xhr.status, body), body));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, "Cannot reach the server", null)));
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "Cancelled", null)));
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+  return { done, abort: () => xhr.abort() };
+}
+
+/**
+ * An attachment's `url` or `thumbnail_url` that the browser can load by
+ * itself (`<img src>`, a download link), which sends no Authorization
+ * header: the token goes in `access_token` (see the README on why the page
+ * holds the token at all).
+ */
+export function attachmentHref(path) {
+  if (!path) return null;
+  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token || "")}`;
+}
+
 // ---- read state ----
 
 /** `kind` is "read" or "delivered": the position moves up to `seq`. */

@@ -86,7 +86,9 @@ export function renderConversation(root, id, { back }) {
     list.el,
   );
   const typing = h("p.typing", {});
+  const historyBox = h("div.history", {}, scroller, jump);
   const box = composer({
+    dropZones: [historyBox],
     conversationId: id,
     label: conversation.conversation_type === "channel" ? `Message #${title}` : `Message ${title}`,
     onArrowUp: () => list.editLast(),
@@ -97,7 +99,7 @@ export function renderConversation(root, id, { back }) {
     root,
     header,
     banner,
-    h("div.history", {}, scroller, jump),
+    historyBox,
     typing,
     box.el,
   );

@@ -6,6 +6,7 @@ import * as actions from "../actions.js";
 import { h, icon, toast } from "../dom.js";
 import { dayLabel, displayName, duration, fullTime, hue, initials, sameDay, time } from "../format.js";
 import { mentionsMe, state, tickOf, timeline } from "../state.js";
+import { renderAttachments } from "./attachments.js";
 
 export const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "👀", "✅"];
 const GROUP_WITHIN_MS = 5 * 60 * 1000;
@@ -65,6 +66,7 @@ function callText(message) {
 function signature(m, ctx) {
   return JSON.stringify([
     m.content,
+    (m.attachments || []).map((a) => a.id),
     m.edited_at,
     m.pending,
     m.failed,
@@ -296,6 +298,7 @@ function renderMessage(m, ctx) {
         : ctx.tick
           ? h("div.with-tick", {}, h("div.text", {}, renderText(m, ctx)), renderTick(ctx.tick))
           : h("div.text", {}, renderText(m, ctx)),
+      renderAttachments(m),
       renderReactions(m, ctx),
       ctx.replies > 0 &&
         h(

@@ -19,7 +19,7 @@ export function renderThread(root, conversationId, parentId) {
   });
   const status = h("p.older", { role: "status" });
   const scroller = h("div.scroller", { tabindex: "0", role: "region", "aria-label": "Thread messages" }, status, list.el);
-  const box = composer({ conversationId, label: "Reply in thread", parentId, onSent: () => bottom() });
+  const box = composer({ conversationId, label: "Reply in thread", parentId, onSent: () => bottom(), dropZones: [scroller] });
   replace(
     root,
     h(
