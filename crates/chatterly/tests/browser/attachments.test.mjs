@@ -28,22 +28,35 @@ function chunk(type, data) {
   return out;
 }
 
-/** A real PNG the server can decode: `width`×`height` RGB of noise (so it
- *  does not compress, and uploading it takes a while when throttled). */
+/** A real PNG the server can decode: `width`×`height` RGB, an evening sky
+ *  with noise in the low bits (so it compresses little, and uploading it
+ *  takes a while when throttled). */
 function noisePng(width, height) {
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
   header[8] = 8; // bit depth
   header[9] = 2; // truecolour
+  // A fixed xorshift stream: the same picture (and screenshot) every run.
+  let seed = 0x2545f491;
+  const noise = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed & 0x0f;
+  };
   const rows = Buffer.alloc((width * 3 + 1) * height);
-  let seed = 42;
+  const top = [40, 70, 160];
+  const bottom = [250, 150, 70];
   for (let y = 0; y < height; y++) {
     const row = y * (width * 3 + 1);
     rows[row] = 0; // no filter
-    for (let i = 1; i <= width * 3; i++) {
-      seed = (seed * 1103515245 + 12345) >>> 0;
-      rows[row + i] = seed >>> 24;
+    const t = y / (height - 1);
+    for (let x = 0; x < width; x++) {
+      for (let c = 0; c < 3; c++) {
+        const base = Math.round(top[c] + (bottom[c] - top[c]) * t) & 0xf0;
+        rows[row + 1 + x * 3 + c] = base | noise();
+      }
     }
   }
   return Buffer.concat([
@@ -62,6 +75,7 @@ describe("attachments in the web client", () => {
   let anaUser;
   let benUser;
   const photo = noisePng(480, 360);
+  assert.ok(photo.length > 200 * 1024, `the picture is large enough to watch (${photo.length} bytes)`);
   const notes = "Launch checklist\n1. fuel\n2. weather\n";
 
   before(async () => {
@@ -102,7 +116,7 @@ describe("attachments in the web client", () => {
       offline: false,
       latency: 0,
       downloadThroughput: -1,
-      uploadThroughput: 256 * 1024,
+      uploadThroughput: 128 * 1024,
     });
     const [chooser] = await Promise.all([page.waitForEvent("filechooser"), main(ana).getByRole("button", { name: "Attach files" }).click()]);
     assert.ok(chooser.isMultiple());
@@ -181,6 +195,7 @@ describe("attachments in the web client", () => {
     // And the browser downloads it under its name.
     const [download] = await Promise.all([ben.page.waitForEvent("download"), link.click()]);
     assert.equal(download.suggestedFilename(), "notes.txt");
+    await ben.page.evaluate(() => document.activeElement?.blur());
     await screenshot(ben.page, "attachments");
   });
 

@@ -144,7 +144,7 @@ export function search(q, { cursor, limit } = {}) {
   return get(v1(`/search?${params}`)).then((b) => b.data);
 }
 
-// ---- attachments (docs: ATTACHMENTS in the README) ----
+// ---- attachments ----
 
 /**
  * Uploads one file (multipart, part `file`) with XMLHttpRequest, the one
