@@ -5,7 +5,7 @@ import * as api from "./api.js";
 import * as cable from "./cable.js";
 import { announce, toast } from "./dom.js";
 import { displayName } from "./format.js";
-import { dropConversation, emit, putConversation, putReceipt, sortedConversations, state, timeline } from "./state.js";
+import { dropConversation, emit, on, putConversation, putReceipt, sortedConversations, state, timeline } from "./state.js";
 
 const TYPING_TIMEOUT_MS = 10000;
 const TYPING_REFRESH_MS = 5000;
@@ -109,15 +109,16 @@ export async function refreshNewest(id) {
   emit("timeline", id);
 }
 
-/** The next older page (infinite scroll upward). */
-export async function loadOlder(id) {
+/** The next older page (infinite scroll upward); `limit` as the server
+ *  allows (default: its page size). */
+export async function loadOlder(id, limit) {
   const t = timeline(id);
   if (t.loadingOlder || !t.hasOlder || !t.loaded) return false;
   t.loadingOlder = true;
   emit("timeline-loading", id);
   let page;
   try {
-    page = await api.history(id, t.nextCursor);
+    page = await api.history(id, t.nextCursor, limit);
   } catch (error) {
     t.loadingOlder = false;
     emit("timeline-loading", id);
@@ -133,6 +134,11 @@ export async function loadOlder(id) {
   emit("timeline-loading", id);
   return true;
 }
+
+// ---- attachments ----
+
+/** Uploads a file for the next message: `{done, abort}` (see api.js). */
+export const uploadAttachment = (file, progress) => api.uploadAttachment(file, progress);
 
 /** Starts a direct conversation, a group or a channel. */
 export async function createConversation({ type, name, memberIds }) {
@@ -194,7 +200,7 @@ function touch(conversationId, message) {
  * an idempotency key (`client_message_id`); failed attempts are retried with
  * the same key, so the server stores it once however often it is sent.
  */
-export function sendMessage(conversationId, content, parentId = null) {
+export function sendMessage(conversationId, content, parentId = null, attachments = []) {
   const t = timeline(conversationId);
   const clientId = crypto.randomUUID();
   const pending = {
@@ -203,9 +209,10 @@ export function sendMessage(conversationId, content, parentId = null) {
     failed: false,
     client_message_id: clientId,
     content,
+    attachments,
     created_at: new Date().toISOString(),
     edited_at: null,
-    message_type: "text",
+    message_type: attachments.length ? "file" : "text",
     parent_message_id: parentId,
     reactions: [],
     call_session: null,
@@ -232,7 +239,10 @@ export function discardSend(conversationId, clientId) {
 }
 
 async function deliver(conversationId, pending) {
-  const body = { content: pending.content, message_type: "text", client_message_id: pending.client_message_id };
+  const body = { content: pending.content, client_message_id: pending.client_message_id };
+  // With attachments the server picks the type (image, or file).
+  if (pending.attachments.length) body.attachment_ids = pending.attachments.map((a) => a.id);
+  else body.message_type = "text";
   if (pending.parent_message_id) body.parent_message_id = pending.parent_message_id;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -284,6 +294,70 @@ export async function toggleReaction(conversationId, message, emoji) {
     if (m && !m.reactions.some((r) => r.id === reaction.id)) m.reactions = [...m.reactions, reaction];
   }
   emit("timeline", conversationId);
+}
+
+// ---- search ----
+
+const SEARCH_PAGE = 20;
+/** Jumping back to a found message loads history in the largest pages the
+ *  server gives (it clamps `limit`), up to this many of them. */
+const JUMP_PAGE = 100;
+const JUMP_MAX_PAGES = 50;
+const JUMP_WAIT_MS = 15000;
+
+/** A page of messages matching `q` (GET /api/v1/search), best first. */
+export const searchMessages = (q, cursor) => api.search(q, { cursor, limit: SEARCH_PAGE });
+
+/** Resolves once the timeline of `id` is loaded with no older page in
+ *  flight, or the conversation was closed, or after JUMP_WAIT_MS. */
+function settled(id) {
+  return new Promise((resolve) => {
+    const stops = [];
+    const timer = setTimeout(done, JUMP_WAIT_MS);
+    function done() {
+      clearTimeout(timer);
+      for (const stop of stops) stop();
+      resolve();
+    }
+    function check() {
+      const t = timeline(id);
+      if (state.currentId !== id || (t.loaded && !t.loadingOlder)) done();
+    }
+    stops.push(on("timeline", check), on("timeline-loading", check), on("open", check));
+    check();
+  });
+}
+
+/**
+ * Opens the conversation of a found message and shows it: history is loaded
+ * back to it (a thread reply: back to its parent, and the thread opens),
+ * then `jump` tells the views to scroll it into view and highlight it.
+ */
+export async function revealMessage(message) {
+  const id = message.conversation_id;
+  if (!state.conversations.has(id)) await loadConversations().catch(() => {});
+  if (!state.conversations.has(id)) {
+    toast("That conversation is not available");
+    return;
+  }
+  const jump = { conversationId: id, messageId: message.id, threadId: message.parent_message_id || null };
+  state.jump = jump;
+  emit("route", { navigate: `/c/${id}` });
+  const target = jump.threadId || jump.messageId;
+  for (let pages = 0; ; pages++) {
+    await settled(id);
+    if (state.jump !== jump || state.currentId !== id) return;
+    const t = timeline(id);
+    if (t.get(target)) break;
+    if (!t.loaded || !t.hasOlder || pages >= JUMP_MAX_PAGES) {
+      state.jump = null;
+      toast(t.loaded && t.hasOlder ? "That message is further back: scroll up to reach it" : "That message is no longer there");
+      return;
+    }
+    await loadOlder(id, JUMP_PAGE);
+  }
+  if (jump.threadId) openThread(jump.threadId);
+  emit("jump", jump);
 }
 
 // ---- side panels ----
@@ -349,6 +423,15 @@ function clearTyping(conversationId, userId) {
 
 // ---- socket events ----
 
+/** What the live region says of a new message. */
+function spoken(message) {
+  if (message.message_type === "call") return "call";
+  const files = message.attachments?.length || 0;
+  if (!files) return message.content;
+  const what = files === 1 ? `sent ${message.attachments[0].name}` : `sent ${files} files`;
+  return message.content ? `${message.content} (${what})` : what;
+}
+
 /** An event of a conversation's stream (contract 6.7). */
 export function roomEvent(conversationId, event) {
   const t = timeline(conversationId);
@@ -373,7 +456,7 @@ export function roomEvent(conversationId, event) {
         if (conversation && !counted && message.seq > conversation.last_read_seq && !(open && looking())) {
           conversation.unread_count += 1;
         }
-        if (fresh && open) announce(`${displayName(message.user)}: ${message.message_type === "call" ? "call" : message.content}`);
+        if (fresh && open) announce(`${displayName(message.user)}: ${spoken(message)}`);
       }
       emit("timeline", conversationId);
       emit("conversations");

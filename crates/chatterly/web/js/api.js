@@ -118,9 +118,15 @@ export const removeMember = (id, userId) => del(v1(`/conversations/${id}/members
 
 // ---- messages and reactions ----
 
-/** A page of history older than `cursor` (oldest first). */
-export const history = (id, cursor) =>
-  get(v1(`/conversations/${id}/messages${cursor ? `?cursor=${cursor}` : ""}`)).then((b) => b.data);
+/** A page of history older than `cursor` (oldest first); `limit` as the
+ *  server allows (it clamps to `--max-page`). */
+export function history(id, cursor, limit) {
+  const params = new URLSearchParams();
+  if (cursor) params.set("cursor", cursor);
+  if (limit) params.set("limit", limit);
+  const query = params.size ? `?${params}` : "";
+  return get(v1(`/conversations/${id}/messages${query}`)).then((b) => b.data);
+}
 
 export const sendMessage = (id, body) => post(v1(`/conversations/${id}/messages`), body).then((b) => b.data);
 export const editMessage = (id, messageId, content) =>
@@ -128,6 +134,64 @@ export const editMessage = (id, messageId, content) =>
 export const deleteMessage = (id, messageId) => del(v1(`/conversations/${id}/messages/${messageId}`));
 export const react = (messageId, emoji) => post(v1("/reactions"), { message_id: messageId, emoji });
 export const unreact = (reactionId) => del(v1(`/reactions/${reactionId}`));
+
+/** A page of full-text search results, best first: `{results: [{message,
+ *  snippet}], next_cursor}` (the snippet is escaped HTML with `<mark>`). */
+export function search(q, { cursor, limit } = {}) {
+  const params = new URLSearchParams({ q });
+  if (cursor) params.set("cursor", cursor);
+  if (limit) params.set("limit", limit);
+  return get(v1(`/search?${params}`)).then((b) => b.data);
+}
+
+// ---- attachments ----
+
+/**
+ * Uploads one file (multipart, part `file`) with XMLHttpRequest, the one
+ * browser API that reports upload progress: `progress(fraction)` as bytes
+ * go out. Returns `{done, abort}`; `done` resolves to the Attachment or
+ * rejects with an ApiError (status 0 when aborted or unreachable).
+ */
+export function uploadAttachment(file, progress = () => {}) {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
+    xhr.open("POST", v1("/attachments"));
+    xhr.responseType = "text";
+    xhr.setRequestHeader("Accept", "application/json");
+    if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable && event.total > 0) progress(event.loaded / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body?.data) return resolve(body.data);
+      if (xhr.status === 401 && token) onUnauthorized();
+      reject(new ApiError(xhr.status, errorText(xhr.status, body), body));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, "Cannot reach the server", null)));
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "Cancelled", null)));
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+  return { done, abort: () => xhr.abort() };
+}
+
+/**
+ * An attachment's `url` or `thumbnail_url` that the browser can load by
+ * itself (`<img src>`, a download link), which sends no Authorization
+ * header: the token goes in `access_token` (see the README on why the page
+ * holds the token at all).
+ */
+export function attachmentHref(path) {
+  if (!path) return null;
+  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token || "")}`;
+}
 
 // ---- read state ----
 

@@ -75,3 +75,18 @@ export function directPeer(conversation, me) {
   if (conversation.conversation_type !== "direct") return null;
   return conversation.members.find((m) => m.id !== me?.id) || null;
 }
+
+const sizeFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+
+/** A byte count for people: "812 bytes", "1.4 MB" (powers of 1,024). */
+export function fileSize(bytes) {
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = Number(bytes) || 0;
+  if (value < 1024) return `${value} ${value === 1 ? "byte" : "bytes"}`;
+  let unit = -1;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${sizeFormat.format(value)} ${units[unit]}`;
+}

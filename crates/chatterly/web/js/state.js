@@ -35,6 +35,9 @@ export const state = {
   currentId: null,
   /** The side panel of the open conversation: null, "members" or {thread: id}. */
   panel: null,
+  /** A message to show once loaded (search): {conversationId, messageId,
+   *  threadId}; the view that shows it clears it. */
+  jump: null,
   /** Ids of users online now (PresenceChannel). */
   online: new Set(),
   /** conversation id → Map(user id → {name, timer}). */
@@ -52,6 +55,7 @@ export function reset() {
   state.conversations.clear();
   state.currentId = null;
   state.panel = null;
+  state.jump = null;
   state.online.clear();
   for (const people of state.typing.values()) for (const t of people.values()) clearTimeout(t.timer);
   state.typing.clear();

@@ -8,7 +8,7 @@ import { h, icon, replace } from "../dom.js";
 import { conversationTitle, directPeer, displayName } from "../format.js";
 import { on, state, timeline } from "../state.js";
 import { composer } from "./composer.js";
-import { messageList } from "./messages.js";
+import { messageElement, messageList, showFound } from "./messages.js";
 
 const LOAD_OLDER_WITHIN_PX = 400;
 const AT_BOTTOM_PX = 48;
@@ -86,7 +86,9 @@ export function renderConversation(root, id, { back }) {
     list.el,
   );
   const typing = h("p.typing", {});
+  const historyBox = h("div.history", {}, scroller, jump);
   const box = composer({
+    dropZones: [historyBox],
     conversationId: id,
     label: conversation.conversation_type === "channel" ? `Message #${title}` : `Message ${title}`,
     onArrowUp: () => list.editLast(),
@@ -97,7 +99,7 @@ export function renderConversation(root, id, { back }) {
     root,
     header,
     banner,
-    h("div.history", {}, scroller, jump),
+    historyBox,
     typing,
     box.el,
   );
@@ -214,6 +216,22 @@ export function renderConversation(root, id, { back }) {
     );
   }
 
+  // A message found by search: shown here, or (a thread reply) its parent
+  // is scrolled to while the thread panel shows the reply.
+  function reveal() {
+    const jump = state.jump;
+    if (!jump || jump.conversationId !== id) return;
+    const el = messageElement(list.el, jump.threadId || jump.messageId);
+    if (!el) return;
+    if (jump.threadId) {
+      el.scrollIntoView({ block: "center" });
+      return;
+    }
+    state.jump = null;
+    showFound(el);
+  }
+
+  off.push(on("jump", reveal));
   off.push(on("timeline", (cid) => cid === id && render()));
   off.push(on("receipts", (cid) => cid === id && render()));
   off.push(

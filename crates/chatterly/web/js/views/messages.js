@@ -6,6 +6,7 @@ import * as actions from "../actions.js";
 import { h, icon, toast } from "../dom.js";
 import { dayLabel, displayName, duration, fullTime, hue, initials, sameDay, time } from "../format.js";
 import { mentionsMe, state, tickOf, timeline } from "../state.js";
+import { renderAttachments } from "./attachments.js";
 
 export const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "👀", "✅"];
 const GROUP_WITHIN_MS = 5 * 60 * 1000;
@@ -65,6 +66,7 @@ function callText(message) {
 function signature(m, ctx) {
   return JSON.stringify([
     m.content,
+    (m.attachments || []).map((a) => a.id),
     m.edited_at,
     m.pending,
     m.failed,
@@ -296,6 +298,7 @@ function renderMessage(m, ctx) {
         : ctx.tick
           ? h("div.with-tick", {}, h("div.text", {}, renderText(m, ctx)), renderTick(ctx.tick))
           : h("div.text", {}, renderText(m, ctx)),
+      renderAttachments(m),
       renderReactions(m, ctx),
       ctx.replies > 0 &&
         h(
@@ -328,6 +331,25 @@ function renderMessage(m, ctx) {
     ),
     actionsBar,
   );
+}
+
+// ---- a message found by search ----
+
+const FOUND_MS = 2500;
+
+/** Scrolls a message into the middle of its list, highlights it briefly and
+ *  moves focus to it (so a screen reader reads it). */
+export function showFound(el) {
+  el.scrollIntoView({ block: "center" });
+  el.classList.add("found");
+  el.tabIndex = -1;
+  el.focus({ preventScroll: true });
+  setTimeout(() => el.classList.remove("found"), FOUND_MS);
+}
+
+/** The element of message `id` in `list`, if shown. */
+export function messageElement(list, id) {
+  return list.querySelector(`li[data-id="${Number(id)}"]`);
 }
 
 // ---- the reaction picker (one at a time, floating) ----

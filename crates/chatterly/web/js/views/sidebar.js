@@ -5,6 +5,7 @@ import { h, icon, replace } from "../dom.js";
 import { conversationTitle, directPeer, displayName, when } from "../format.js";
 import { on, sortedConversations, state } from "../state.js";
 import { avatar } from "./messages.js";
+import { messageSearch } from "./search.js";
 
 const CONNECTION_TEXT = {
   offline: "Offline",
@@ -17,6 +18,9 @@ export function renderSidebar(root, { navigate, newConversation, showMentions, s
   const connection = h("p.connection", { role: "status", id: "connection-state" });
   const list = h("ul.conversations");
   const theme = h("button.icon-button", { type: "button", onclick: () => (cycleTheme(), renderTheme()) }, icon("theme"));
+  const nav = h("nav", { "aria-label": "Conversations" }, list);
+  // While a search is on, its results take the list's place.
+  const search = messageSearch({ searching: (active) => (nav.hidden = active) });
   replace(
     root,
     h(
@@ -37,7 +41,9 @@ export function renderSidebar(root, { navigate, newConversation, showMentions, s
       icon("plus"),
       "New conversation",
     ),
-    h("nav", { "aria-label": "Conversations" }, list),
+    search.form,
+    search.el,
+    nav,
   );
 
   function renderTheme() {

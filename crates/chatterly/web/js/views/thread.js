@@ -3,9 +3,9 @@
 
 import * as actions from "../actions.js";
 import { h, icon, replace } from "../dom.js";
-import { on, timeline } from "../state.js";
+import { on, state, timeline } from "../state.js";
 import { composer } from "./composer.js";
-import { messageList } from "./messages.js";
+import { messageElement, messageList, showFound } from "./messages.js";
 
 const MAX_PAGES_TO_FIND_PARENT = 20;
 
@@ -19,7 +19,7 @@ export function renderThread(root, conversationId, parentId) {
   });
   const status = h("p.older", { role: "status" });
   const scroller = h("div.scroller", { tabindex: "0", role: "region", "aria-label": "Thread messages" }, status, list.el);
-  const box = composer({ conversationId, label: "Reply in thread", parentId, onSent: () => bottom() });
+  const box = composer({ conversationId, label: "Reply in thread", parentId, onSent: () => bottom(), dropZones: [scroller] });
   replace(
     root,
     h(
@@ -55,6 +55,17 @@ export function renderThread(root, conversationId, parentId) {
     if (!timeline(conversationId).get(parentId)) status.textContent = "The start of this thread is gone.";
   }
 
+  // A reply found by search.
+  function reveal() {
+    const jump = state.jump;
+    if (jump?.conversationId !== conversationId || jump.threadId !== parentId) return;
+    const el = messageElement(list.el, jump.messageId);
+    if (!el) return;
+    state.jump = null;
+    showFound(el);
+  }
+
+  off.push(on("jump", reveal));
   off.push(on("timeline", (cid) => cid === conversationId && render()));
   off.push(on("receipts", (cid) => cid === conversationId && render()));
   render();
