@@ -271,6 +271,11 @@ pub struct SearchArgs {
     /// The word searched for.
     #[arg(long, default_value = "kumquat")]
     pub word: String,
+
+    /// The order asked for: `relevance` (ranked among the newest matches,
+    /// the server's default) or `recent` (newest first, unranked).
+    #[arg(long, default_value = "relevance", value_parser = ["relevance", "recent"])]
+    pub sort: String,
 }
 
 impl SearchArgs {
@@ -284,6 +289,7 @@ impl SearchArgs {
             "messages": self.messages,
             "match_every": self.match_every,
             "word": self.word,
+            "sort": self.sort,
         })
     }
 }

@@ -120,7 +120,10 @@ pub async fn run(ctx: &Ctx, args: &SearchArgs) -> Result<Report> {
         seconds: setup_start.elapsed().as_secs_f64(),
     };
 
-    let url = Arc::new(api.endpoint(&format!("/api/v1/search?q={word}")));
+    let url = Arc::new(api.endpoint(&format!(
+        "/api/v1/search?q={word}&sort={}",
+        args.sort
+    )));
     let reader = reader.clone();
     let live = Arc::new(Live::default());
     let date = crate::now_rfc3339();
@@ -146,9 +149,11 @@ pub async fn run(ctx: &Ctx, args: &SearchArgs) -> Result<Report> {
         operations,
     );
     report.notes.push(format!(
-        "each request ranks the {visible} matches of {word:?} the reader may see (of {} in all) \
-         and returns the best 50 with snippets",
-        total.div_ceil(every)
+        "the reader may see {visible} matches of {word:?} (of {} in all); each request asks \
+         for sort={} (relevance ranks the newest --search-rank-window of them) and returns \
+         50 with snippets",
+        total.div_ceil(every),
+        args.sort
     ));
     Ok(report)
 }
@@ -158,7 +163,9 @@ async fn check(api: &Api, reader: &Session, word: &str, expected: usize) -> Resu
     let mut seen = HashSet::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = api.endpoint(&format!("/api/v1/search?q={word}&limit=100"));
+        let mut url = api.endpoint(&format!(
+            "/api/v1/search?q={word}&limit=100&sort=recent"
+        ));
         if let Some(c) = &cursor {
             url.push_str("&cursor=");
             url.push_str(c);
