@@ -3,6 +3,8 @@
 //! (`id` first, then alphabetical); fields added beyond the reference come last.
 //! Every field is always present (`null` when absent); arrays are never `null`.
 
+pub mod inbox;
+
 use chatterly_store::{
     CallSession, Conversation, Id, Member, Message, Reaction, ReadState, Receipt, Timestamp, User,
 };

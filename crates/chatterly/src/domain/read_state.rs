@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 
-use chatterly_store::{ConversationKind, Id, InboxEntry, MarkKind, Marked, Receipt};
+use chatterly_store::{ConversationKind, Id, InboxEntry, MarkKind, Marked, MessageKind, Receipt};
 
 use super::auth::Identity;
 use super::events::Event;
 use super::{Domain, DomainError, DomainResult};
 use crate::bus::Topic;
+use crate::views::inbox::{ConversationList, InboxParts};
 use crate::views::{format_timestamp, ConversationView, MessagePage, ReadStateView, ReceiptView};
 
 /// Conversations up to this many members get live `read_receipt` events; in
@@ -204,6 +205,45 @@ impl Domain {
             messages: self.render_messages(&messages).await?,
             next_cursor,
         })
+    }
+
+    /// Rows of the conversation list (or the one row of a show), ready to
+    /// serialize: the members of every row in one query, then the users
+    /// (members and newest messages' authors together, each once), the
+    /// newest messages' reactions and calls. The same JSON as
+    /// [`Domain::render_inbox`]'s views, without building them.
+    pub(super) async fn conversation_list(
+        &self,
+        entries: Vec<InboxEntry>,
+    ) -> DomainResult<ConversationList> {
+        let ids: Vec<Id> = entries.iter().map(|e| e.conversation.id).collect();
+        let members = self.store.member_ids_of(&ids).await?;
+        let latest = || entries.iter().filter_map(|e| e.latest.as_ref());
+        let mut user_ids: Vec<Id> = members
+            .iter()
+            .map(|(_, user_id)| *user_id)
+            .chain(latest().map(|m| m.user_id))
+            .collect();
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let message_ids: Vec<Id> = latest().map(|m| m.id).collect();
+        let call_ids: Vec<Id> = latest()
+            .filter(|m| m.kind == MessageKind::Call)
+            .filter_map(|m| m.call_session_id)
+            .collect();
+        let (users, reactions, calls) = futures::try_join!(
+            self.store.users_by_ids(&user_ids),
+            self.store.reactions_for(&message_ids),
+            self.calls_by_ids(&call_ids)
+        )?;
+        let parts = InboxParts {
+            members,
+            users,
+            reactions,
+            calls,
+        };
+        ConversationList::new(entries, parts, |id| self.online(id))
+            .map_err(|e| DomainError::Internal(format!("rendering conversations: {e}")))
     }
 
     /// Conversation views with the member's read state and newest message:
