@@ -336,6 +336,7 @@ pub(crate) struct InboxRow {
     l_deleted_at: Option<Timestamp>,
     l_mentions: Option<Vec<i64>>,
     l_broadcast: Option<i16>,
+    member_ids: Vec<i64>,
 }
 
 impl TryFrom<InboxRow> for InboxEntry {
@@ -391,6 +392,7 @@ impl TryFrom<InboxRow> for InboxEntry {
             conversation,
             read,
             latest,
+            member_ids: r.member_ids,
         })
     }
 }

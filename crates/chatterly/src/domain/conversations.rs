@@ -50,10 +50,7 @@ impl Domain {
 
     /// The caller's conversations, most recent activity first, each with the
     /// caller's read state and its newest message.
-    pub async fn list_conversations(
-        &self,
-        identity: &Identity,
-    ) -> DomainResult<ConversationList> {
+    pub async fn list_conversations(&self, identity: &Identity) -> DomainResult<ConversationList> {
         let entries = self.store.inbox(identity.user_id).await?;
         self.conversation_list(entries).await
     }
@@ -74,7 +71,10 @@ impl Domain {
         }
     }
 
-    async fn render_one_entry(&self, entry: InboxEntry) -> DomainResult<ConversationView> {
+    pub(super) async fn render_one_entry(
+        &self,
+        entry: InboxEntry,
+    ) -> DomainResult<ConversationView> {
         self.render_inbox(vec![entry]).await?.pop().ok_or_else(|| {
             DomainError::Internal("rendering a conversation produced nothing".into())
         })

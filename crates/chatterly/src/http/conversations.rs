@@ -51,9 +51,9 @@ pub struct AddMemberRequest {
     responses((status = 200, body = ConversationListBody)))]
 pub async fn list(State(state): State<AppState>, Auth(identity): Auth) -> DomainResult<Response> {
     let list = state.domain.list_conversations(&identity).await?;
-    // About a kilobyte per row: sized up front, a long list is serialized
-    // without the buffer growing (and copying) a dozen times.
-    let capacity = 1024 * (list.len() + 1);
+    // Sized up front, a long list is serialized without the buffer growing
+    // (and copying) a dozen times.
+    let capacity = list.json_len_hint();
     json_response(&Data { data: &list }, capacity)
 }
 
@@ -77,7 +77,7 @@ pub async fn show(
         .first()
         .ok_or_else(|| DomainError::Internal("showing a conversation found no row".into()))?;
     let body = Data { data: row };
-    json_response(&body, 2048)
+    json_response(&body, list.json_len_hint())
 }
 
 /// `{"data": …}` around a borrowed body: the shapes of [`ConversationBody`]

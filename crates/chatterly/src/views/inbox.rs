@@ -32,9 +32,6 @@ pub enum RenderError {
 /// store returns it.
 #[derive(Debug, Default)]
 pub struct InboxParts {
-    /// `(conversation_id, user_id)` of every member of the listed
-    /// conversations, in any order.
-    pub members: Vec<(Id, Id)>,
     /// The members and the newest messages' authors (more are ignored).
     pub users: Vec<User>,
     /// The reactions to the newest messages.
@@ -47,10 +44,6 @@ pub struct InboxParts {
 /// ConversationWithMembers, in the order of the entries.
 pub struct ConversationList {
     entries: Vec<InboxEntry>,
-    /// Sorted by conversation, then user (members are listed by user id).
-    members: Vec<(Id, Id)>,
-    /// Each conversation's slice of `members`.
-    member_ranges: HashMap<Id, (usize, usize)>,
     /// Each user as UserPublic JSON.
     users: HashMap<Id, Box<RawValue>>,
     reactions: HashMap<Id, Vec<ReactionView>>,
@@ -58,9 +51,10 @@ pub struct ConversationList {
 }
 
 impl ConversationList {
-    /// `online` is asked once per distinct user. A member missing from
-    /// `parts.users` is left out (users are never deleted, so none is); a
-    /// newest message's missing author is an error.
+    /// `online` is asked once per distinct user. Members are listed in the
+    /// order of each entry's `member_ids`; one missing from `parts.users` is
+    /// left out (users are never deleted, so none is). A newest message's
+    /// missing author is an error.
     pub fn new(
         entries: Vec<InboxEntry>,
         parts: InboxParts,
@@ -69,7 +63,12 @@ impl ConversationList {
         let users = parts
             .users
             .iter()
-            .map(|u| Ok((u.id, serde_json::value::to_raw_value(&UserPublic::new(u, online(u.id)))?)))
+            .map(|u| {
+                Ok((
+                    u.id,
+                    serde_json::value::to_raw_value(&UserPublic::new(u, online(u.id)))?,
+                ))
+            })
             .collect::<Result<HashMap<_, _>, serde_json::Error>>()?;
         for message in entries.iter().filter_map(|e| e.latest.as_ref()) {
             if !users.contains_key(&message.user_id) {
@@ -78,15 +77,6 @@ impl ConversationList {
                     message_id: message.id,
                 });
             }
-        }
-        let mut members = parts.members;
-        members.retain(|(_, user_id)| users.contains_key(user_id));
-        members.sort_unstable();
-        let mut member_ranges = HashMap::with_capacity(entries.len());
-        let mut start = 0;
-        for chunk in members.chunk_by(|a, b| a.0 == b.0) {
-            member_ranges.insert(chunk[0].0, (start, start + chunk.len()));
-            start += chunk.len();
         }
         let mut reactions: HashMap<Id, Vec<ReactionView>> = HashMap::new();
         for reaction in &parts.reactions {
@@ -102,8 +92,6 @@ impl ConversationList {
             .collect();
         Ok(ConversationList {
             entries,
-            members,
-            member_ranges,
             users,
             reactions,
             calls,
@@ -112,6 +100,13 @@ impl ConversationList {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// A generous guess at the JSON's length (a row with a newest message
+    /// is ~600 bytes, each member ~130), to size the output buffer once.
+    pub fn json_len_hint(&self) -> usize {
+        let members: usize = self.entries.iter().map(|e| e.member_ids.len()).sum();
+        64 + 768 * self.entries.len() + 160 * members
     }
 
     pub fn is_empty(&self) -> bool {
@@ -125,21 +120,18 @@ impl ConversationList {
 
     fn row<'a>(&'a self, entry: &'a InboxEntry) -> ConversationRow<'a> {
         let c = &entry.conversation;
-        let members = self
-            .member_ranges
-            .get(&c.id)
-            .map_or(&[][..], |&(start, end)| &self.members[start..end]);
+        let members = Members {
+            ids: &entry.member_ids,
+            users: &self.users,
+        };
         ConversationRow {
             id: c.id,
             conversation_type: c.kind.as_str(),
             created_at: c.created_at,
             created_by_id: c.created_by_id,
             description: c.description.as_deref(),
-            member_count: members.len(),
-            members: Members {
-                members,
-                users: &self.users,
-            },
+            member_count: members.count(),
+            members,
             name: c.name.as_deref(),
             last_seq: entry.read.last_seq,
             last_activity_at: c.last_activity_at,
@@ -202,17 +194,25 @@ struct ConversationRow<'a> {
 
 /// A conversation's members, each user's JSON spliced in as rendered.
 struct Members<'a> {
-    members: &'a [(Id, Id)],
+    ids: &'a [Id],
     users: &'a HashMap<Id, Box<RawValue>>,
+}
+
+impl<'a> Members<'a> {
+    fn rendered(&self) -> impl Iterator<Item = &'a RawValue> + '_ {
+        self.ids
+            .iter()
+            .filter_map(|id| self.users.get(id).map(|u| &**u))
+    }
+
+    fn count(&self) -> usize {
+        self.rendered().count()
+    }
 }
 
 impl Serialize for Members<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(
-            self.members
-                .iter()
-                .filter_map(|(_, user_id)| self.users.get(user_id)),
-        )
+        s.collect_seq(self.rendered())
     }
 }
 
@@ -312,8 +312,14 @@ mod tests {
         }
     }
 
-    fn entry(conversation: Conversation, read: i64, latest: Option<Message>) -> InboxEntry {
+    fn entry(
+        conversation: Conversation,
+        read: i64,
+        latest: Option<Message>,
+        member_ids: &[Id],
+    ) -> InboxEntry {
         InboxEntry {
+            member_ids: member_ids.to_vec(),
             read: ReadState {
                 conversation_id: conversation.id,
                 user_id: 1,
@@ -348,28 +354,44 @@ mod tests {
         missed_log.kind = MessageKind::Call;
         missed_log.call_session_id = Some(501);
         let entries = vec![
-            entry(conversation(10, ConversationKind::Channel, 0), 0, None),
-            entry(conversation(11, ConversationKind::Group, 7), 3, Some(reply)),
-            entry(conversation(12, ConversationKind::Channel, 2), 2, Some(broadcast)),
-            entry(conversation(13, ConversationKind::Direct, 1), 0, Some(call_log)),
-            entry(conversation(14, ConversationKind::Group, 4), 1, Some(missed_log)),
-            // Every message deleted: no newest message though last_seq > 0.
-            entry(conversation(15, ConversationKind::Group, 9), 9, None),
-        ];
-        let members = vec![
-            (14, 3),
-            (10, 1),
-            (11, 3),
-            (11, 1),
-            (11, 2),
-            (12, 1),
-            (13, 3),
-            (13, 1),
-            (14, 1),
-            (14, 2),
-            (15, 1),
-            // No such user: left out, as before.
-            (15, 99),
+            entry(
+                conversation(10, ConversationKind::Channel, 0),
+                0,
+                None,
+                &[1],
+            ),
+            entry(
+                conversation(11, ConversationKind::Group, 7),
+                3,
+                Some(reply),
+                &[1, 2, 3],
+            ),
+            entry(
+                conversation(12, ConversationKind::Channel, 2),
+                2,
+                Some(broadcast),
+                &[1],
+            ),
+            entry(
+                conversation(13, ConversationKind::Direct, 1),
+                0,
+                Some(call_log),
+                &[1, 3],
+            ),
+            entry(
+                conversation(14, ConversationKind::Group, 4),
+                1,
+                Some(missed_log),
+                &[1, 2, 3],
+            ),
+            // Every message deleted: no newest message though last_seq > 0;
+            // and a member without a user row, left out as before.
+            entry(
+                conversation(15, ConversationKind::Group, 9),
+                9,
+                None,
+                &[1, 99],
+            ),
         ];
         let reaction = |id: Id, message_id: Id, user_id: Id, emoji: &str| Reaction {
             id,
@@ -378,8 +400,8 @@ mod tests {
             emoji: emoji.into(),
             created_at: at(id),
         };
-        let call = |id: Id, status: CallStatus, started: Option<i64>, ended: Option<i64>| {
-            CallSession {
+        let call =
+            |id: Id, status: CallStatus, started: Option<i64>, ended: Option<i64>| CallSession {
                 id,
                 conversation_id: 13,
                 initiator_id: 3,
@@ -388,10 +410,8 @@ mod tests {
                 created_at: at(id),
                 started_at: started.map(at),
                 ended_at: ended.map(at),
-            }
-        };
+            };
         let parts = InboxParts {
-            members,
             users: users(),
             reactions: vec![
                 reaction(7, 21, 1, "👍"),
@@ -423,14 +443,7 @@ mod tests {
         entries
             .iter()
             .map(|e| {
-                let mut member_ids: Vec<Id> = parts
-                    .members
-                    .iter()
-                    .filter(|(c, _)| *c == e.conversation.id)
-                    .map(|(_, u)| *u)
-                    .collect();
-                member_ids.sort_unstable();
-                let members = member_ids.into_iter().filter_map(public).collect();
+                let members = e.member_ids.iter().copied().filter_map(public).collect();
                 let latest = e.latest.as_ref().map(|m| {
                     let reactions = parts
                         .reactions
@@ -461,10 +474,13 @@ mod tests {
         // And it is what a client parses: ids first, members never null.
         let parsed: serde_json::Value = serde_json::from_str(&rendered).expect("valid JSON");
         let rows = parsed.as_array().expect("an array");
-        assert_eq!(rows[0]["members"], serde_json::json!([{
-            "id": 1, "avatar_url": null, "display_name": "Rana \"R\" Haddad",
-            "online": false, "username": "rana"
-        }]));
+        assert_eq!(
+            rows[0]["members"],
+            serde_json::json!([{
+                "id": 1, "avatar_url": null, "display_name": "Rana \"R\" Haddad",
+                "online": false, "username": "rana"
+            }])
+        );
         assert_eq!(rows[0]["last_message"], serde_json::Value::Null);
         assert_eq!(rows[5]["member_count"], 1);
         assert!(rendered.starts_with(r#"[{"id":10,"conversation_type":"channel","#));
@@ -474,8 +490,9 @@ mod tests {
     fn a_single_row_renders_as_its_owned_view() {
         let (mut entries, parts) = sample();
         let second = entries.swap_remove(1);
-        let expected = serde_json::to_string(&owned_views(std::slice::from_ref(&second), &parts)[0])
-            .expect("view serializes");
+        let expected =
+            serde_json::to_string(&owned_views(std::slice::from_ref(&second), &parts)[0])
+                .expect("view serializes");
         let list = ConversationList::new(vec![second], parts, online).expect("renders");
         let row = list.first().expect("one row");
         assert_eq!(serde_json::to_string(&row).expect("serializes"), expected);
