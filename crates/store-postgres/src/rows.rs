@@ -388,11 +388,13 @@ impl TryFrom<InboxRow> for InboxEntry {
             unread_count: (conversation.last_seq - r.last_read_seq - r.deleted_after).max(0),
             mention_count: r.mentions_after,
         };
+        let mut member_ids = r.member_ids;
+        member_ids.sort_unstable();
         Ok(InboxEntry {
             conversation,
             read,
             latest,
-            member_ids: r.member_ids,
+            member_ids,
         })
     }
 }
