@@ -3,6 +3,10 @@
 //! (`id` first, then alphabetical); fields added beyond the reference come last.
 //! Every field is always present (`null` when absent); arrays are never `null`.
 
+pub mod inbox;
+
+use std::collections::HashMap;
+
 use chatterly_store::{
     Attachment, CallSession, Conversation, Id, Member, Message, Reaction, ReadState, Receipt,
     Timestamp, User,
@@ -17,13 +21,59 @@ pub fn format_timestamp(ts: &Timestamp) -> String {
     ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// [`format_timestamp`] into a buffer on the stack, for the years 0 to 9999
+/// (every timestamp the server writes; others go through chrono).
+/// Serialized views format timestamps by the thousand (three per row of a
+/// conversation list), and chrono's formatter allocates a `String` each time
+/// and showed in profiles of the list.
+struct TimestampText([u8; 24]);
+
+impl TimestampText {
+    fn new(ts: &Timestamp) -> Option<TimestampText> {
+        use chrono::{Datelike, Timelike};
+        let at = ts.naive_utc();
+        let millis = at.and_utc().timestamp_subsec_millis();
+        // A leap second counts its millis past 999: chrono's formatting.
+        if !(0..=9999).contains(&at.year()) || millis > 999 {
+            return None;
+        }
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |end: usize, mut value: u32| {
+            for digit in text[..end]
+                .iter_mut()
+                .rev()
+                .take_while(|d| d.is_ascii_digit())
+            {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(4, at.year().unsigned_abs());
+        put(7, at.month());
+        put(10, at.day());
+        put(13, at.hour());
+        put(16, at.minute());
+        put(19, at.second());
+        put(23, millis);
+        Some(TimestampText(text))
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII digits and separators only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 fn ts<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_timestamp(ts))
+    match TimestampText::new(ts) {
+        Some(text) => s.serialize_str(text.as_str()),
+        None => s.serialize_str(&format_timestamp(ts)),
+    }
 }
 
 fn opt_ts<S: Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
     match ts {
-        Some(ts) => s.serialize_str(&format_timestamp(ts)),
+        Some(stamp) => self::ts(stamp, s),
         None => s.serialize_none(),
     }
 }
@@ -389,6 +439,33 @@ pub struct AttachmentView {
     pub width: Option<i32>,
 }
 
+/// Each message's reactions as views, by message id.
+pub fn reactions_by_message(reactions: &[Reaction]) -> HashMap<Id, Vec<ReactionView>> {
+    let mut by_message: HashMap<Id, Vec<ReactionView>> = HashMap::new();
+    for reaction in reactions {
+        by_message
+            .entry(reaction.message_id)
+            .or_default()
+            .push(ReactionView::from(reaction));
+    }
+    by_message
+}
+
+/// Each message's attachments as views, by message id (unattached uploads
+/// are left out).
+pub fn attachments_by_message(attachments: &[Attachment]) -> HashMap<Id, Vec<AttachmentView>> {
+    let mut by_message: HashMap<Id, Vec<AttachmentView>> = HashMap::new();
+    for attachment in attachments {
+        if let Some(message_id) = attachment.message_id {
+            by_message
+                .entry(message_id)
+                .or_default()
+                .push(AttachmentView::from(attachment));
+        }
+    }
+    by_message
+}
+
 impl From<&Attachment> for AttachmentView {
     fn from(a: &Attachment) -> AttachmentView {
         AttachmentView {
@@ -510,6 +587,49 @@ mod tests {
             .single()
             .expect("valid");
         assert_eq!(format_timestamp(&whole), "2026-04-03T09:20:11.000Z");
+    }
+
+    #[test]
+    fn serialized_timestamps_are_format_timestamp_s() {
+        let serialized = |ts: &Timestamp| {
+            let mut out = Vec::new();
+            super::ts(ts, &mut serde_json::Serializer::new(&mut out)).expect("serializes");
+            String::from_utf8(out).expect("UTF-8")
+        };
+        let mut millis: Vec<i64> = vec![
+            0,
+            1,
+            999,
+            1_775_208_011_734,
+            1_775_208_011_000,
+            951_782_400_000,     // 2000-02-29
+            253_402_300_799_999, // 9999-12-31T23:59:59.999
+            253_402_300_800_000, // year 10000: chrono's way
+            -62_167_219_200_000, // 0000-01-01
+            -62_167_219_200_001, // year -1: chrono's way
+            -1,
+        ];
+        // Every hour of a few years, at odd millis.
+        millis.extend((0..30_000).map(|i| 1_600_000_000_000 + i * 3_600_007 + i % 1000));
+        for ms in millis {
+            let ts = chrono::Utc
+                .timestamp_millis_opt(ms)
+                .single()
+                .expect("valid millis");
+            assert_eq!(
+                serialized(&ts),
+                format!("\"{}\"", format_timestamp(&ts)),
+                "{ms}"
+            );
+        }
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 1_500))
+            .expect("a leap second")
+            .and_utc();
+        assert_eq!(
+            serialized(&leap),
+            format!("\"{}\"", format_timestamp(&leap))
+        );
     }
 
     #[test]

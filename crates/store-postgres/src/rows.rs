@@ -379,6 +379,7 @@ pub(crate) struct InboxRow {
     l_deleted_at: Option<Timestamp>,
     l_mentions: Option<Vec<i64>>,
     l_broadcast: Option<i16>,
+    member_ids: Vec<i64>,
 }
 
 impl TryFrom<InboxRow> for InboxEntry {
@@ -430,10 +431,13 @@ impl TryFrom<InboxRow> for InboxEntry {
             unread_count: (conversation.last_seq - r.last_read_seq - r.deleted_after).max(0),
             mention_count: r.mentions_after,
         };
+        let mut member_ids = r.member_ids;
+        member_ids.sort_unstable();
         Ok(InboxEntry {
             conversation,
             read,
             latest,
+            member_ids,
         })
     }
 }

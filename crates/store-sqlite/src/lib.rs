@@ -205,7 +205,9 @@ pub use chatterly_store::CONFLICT_JOB;
 /// - both skipped when nothing lies after the position;
 /// - the newest message: a point lookup of (conversation, `last_seq`) in
 ///   `messages_conversation_seq`; when that one is deleted, [`fill_latest`]
-///   walks back (rare, and in the same read transaction).
+///   walks back (rare, and in the same read transaction);
+/// - the members' ids: a range of the `conversation_members` primary key,
+///   as a JSON array (the primary key's order: ascending).
 macro_rules! inbox_select {
     () => {
         concat!(
@@ -220,7 +222,9 @@ macro_rules! inbox_select {
             "   AND x.seq > m.last_read_seq) ELSE 0 END,",
             " l.id, l.conversation_id, l.user_id, l.seq, l.content, l.kind,",
             " l.parent_message_id, l.call_session_id, l.client_message_id, l.created_at,",
-            " l.edited_at, l.deleted_at, l.mentions, l.broadcast",
+            " l.edited_at, l.deleted_at, l.mentions, l.broadcast,",
+            " (SELECT json_group_array(o.user_id) FROM conversation_members o",
+            "   WHERE o.conversation_id = c.id)",
             " FROM conversation_members m",
             " JOIN conversations c ON c.id = m.conversation_id",
             " LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = c.last_seq",
@@ -303,6 +307,7 @@ fn inbox_row(row: &rusqlite::Row<'_>) -> StoreResult<InboxEntry> {
     };
     Ok(InboxEntry {
         latest: rows::message_at(row, 14)?,
+        member_ids: rows::id_array(row, 28, "member ids")?,
         conversation,
         read,
     })

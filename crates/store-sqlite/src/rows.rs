@@ -181,14 +181,22 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> StoreResult<Option<Message
         created_at: from_millis(get(row, at + 9)?)?,
         edited_at: from_millis_opt(get(row, at + 10)?)?,
         deleted_at: from_millis_opt(get(row, at + 11)?)?,
-        mentions: mention_ids(get(row, at + 12)?)?,
+        mentions: ids_from_json(get(row, at + 12)?, "mentions")?,
         broadcast: broadcast_from(get(row, at + 13)?)?,
     }))
 }
 
-/// `messages.mentions`: a JSON array of user ids (as [`json_ids`] writes
-/// it), or NULL for none.
-fn mention_ids(text: Option<String>) -> StoreResult<Vec<Id>> {
+/// A JSON array of ids at column `at` (NULL: none), in ascending order
+/// whatever order it was written in.
+pub(crate) fn id_array(row: &Row<'_>, at: usize, what: &str) -> StoreResult<Vec<Id>> {
+    let mut ids = ids_from_json(get(row, at)?, what)?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// A JSON array of ids (`messages.mentions` as [`json_ids`] writes it,
+/// or `json_group_array` of ids), or NULL for none.
+fn ids_from_json(text: Option<String>, what: &str) -> StoreResult<Vec<Id>> {
     let Some(text) = text else {
         return Ok(Vec::new());
     };
@@ -196,14 +204,14 @@ fn mention_ids(text: Option<String>) -> StoreResult<Vec<Id>> {
         .trim()
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
-        .ok_or_else(|| StoreError::Backend(format!("stored mentions are not an array: {text}")))?;
+        .ok_or_else(|| StoreError::Backend(format!("stored {what} are not an array: {text}")))?;
     inner
         .split(',')
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .map(|id| {
             id.parse::<Id>()
-                .map_err(|_| StoreError::Backend(format!("stored mentions are not ids: {text}")))
+                .map_err(|_| StoreError::Backend(format!("stored {what} are not ids: {text}")))
         })
         .collect()
 }

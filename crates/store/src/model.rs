@@ -432,6 +432,9 @@ pub struct InboxEntry {
     pub read: ReadState,
     /// The newest message that is not deleted.
     pub latest: Option<Message>,
+    /// The conversation's members (user ids, ascending), read in the same
+    /// statement: a list of conversations needs no second query for them.
+    pub member_ids: Vec<Id>,
 }
 
 /// Which position a mark moves.

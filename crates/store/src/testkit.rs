@@ -546,6 +546,34 @@ pub async fn inbox_rows(store: &dyn Store) {
     assert!(inbox[1].latest.is_none());
     assert_eq!(inbox[1].read.unread_count, 0);
 
+    // Each row names its members, ascending, as they are now.
+    let carol = user(store, "carol").await;
+    let dave = user(store, "dave").await;
+    store
+        .add_member(quiet, dave, Role::Member)
+        .await
+        .expect("add");
+    store
+        .add_member(quiet, carol, Role::Member)
+        .await
+        .expect("add");
+    assert!(store.remove_member(quiet, bob).await.expect("remove"));
+    let mut expected = vec![alice, carol, dave];
+    expected.sort_unstable();
+    let listed = store.inbox(alice).await.expect("inbox");
+    assert_eq!(listed[1].member_ids, expected);
+    assert_eq!(listed[0].member_ids, {
+        let mut pair = vec![alice, bob];
+        pair.sort_unstable();
+        pair
+    });
+    let entry = store
+        .inbox_entry(quiet, carol)
+        .await
+        .expect("entry")
+        .expect("member");
+    assert_eq!(entry.member_ids, expected);
+
     // The newest is deleted: the one before shows, and counts follow.
     store
         .soft_delete_message(second.id, crate::now())

@@ -12,6 +12,7 @@ use super::events::Event;
 use super::validate::Errors;
 use super::{Domain, DomainError, DomainResult};
 use crate::bus::{BusMessage, Topic};
+use crate::views::inbox::ConversationList;
 use crate::views::ConversationView;
 
 #[derive(Debug, Default)]
@@ -49,22 +50,20 @@ impl Domain {
 
     /// The caller's conversations, most recent activity first, each with the
     /// caller's read state and its newest message.
-    pub async fn list_conversations(
-        &self,
-        identity: &Identity,
-    ) -> DomainResult<Vec<ConversationView>> {
+    pub async fn list_conversations(&self, identity: &Identity) -> DomainResult<ConversationList> {
         let entries = self.store.inbox(identity.user_id).await?;
-        self.render_inbox(entries).await
+        self.conversation_list(entries).await
     }
 
-    /// 404 if it does not exist, 403 if the caller is not a member (contract 4.3).
+    /// 404 if it does not exist, 403 if the caller is not a member (contract
+    /// 4.3). A list of exactly that one conversation.
     pub async fn show_conversation(
         &self,
         identity: &Identity,
         id: Id,
-    ) -> DomainResult<ConversationView> {
+    ) -> DomainResult<ConversationList> {
         match self.store.inbox_entry(id, identity.user_id).await? {
-            Some(entry) => self.render_one_entry(entry).await,
+            Some(entry) => self.conversation_list(vec![entry]).await,
             None => {
                 self.conversation(id).await?;
                 Err(DomainError::Forbidden)
@@ -72,7 +71,10 @@ impl Domain {
         }
     }
 
-    async fn render_one_entry(&self, entry: InboxEntry) -> DomainResult<ConversationView> {
+    pub(super) async fn render_one_entry(
+        &self,
+        entry: InboxEntry,
+    ) -> DomainResult<ConversationView> {
         self.render_inbox(vec![entry]).await?.pop().ok_or_else(|| {
             DomainError::Internal("rendering a conversation produced nothing".into())
         })

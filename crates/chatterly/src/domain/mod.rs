@@ -45,7 +45,8 @@ use crate::bus::Bus;
 use crate::config::Limits;
 use crate::ephemeral::Presence;
 use crate::views::{
-    AttachmentView, CallSessionSummary, ConversationView, MessageView, ReactionView, UserPublic,
+    attachments_by_message, reactions_by_message, AttachmentView, CallSessionSummary,
+    ConversationView, MessageView, UserPublic,
 };
 use auth::{Identity, KnownUsers, Passwords, Revocations, Tokens};
 
@@ -269,15 +270,7 @@ impl Domain {
             self.calls_by_ids(&call_ids),
             self.store.attachments_for(&with_files)
         )?;
-        let mut attachments_by_message: HashMap<Id, Vec<AttachmentView>> = HashMap::new();
-        for attachment in &attachments {
-            if let Some(message_id) = attachment.message_id {
-                attachments_by_message
-                    .entry(message_id)
-                    .or_default()
-                    .push(AttachmentView::from(attachment));
-            }
-        }
+        let mut attachments_by_message = attachments_by_message(&attachments);
         let calls: HashMap<Id, CallSessionSummary> = calls
             .iter()
             .map(|c| (c.id, CallSessionSummary::new(c)))
@@ -286,13 +279,7 @@ impl Domain {
             .iter()
             .map(|u| (u.id, self.user_public(u)))
             .collect();
-        let mut reactions_by_message: HashMap<Id, Vec<ReactionView>> = HashMap::new();
-        for reaction in &reactions {
-            reactions_by_message
-                .entry(reaction.message_id)
-                .or_default()
-                .push(ReactionView::from(reaction));
-        }
+        let mut reactions_by_message = reactions_by_message(&reactions);
         messages
             .iter()
             .map(|m| {

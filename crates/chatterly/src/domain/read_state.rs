@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 
-use chatterly_store::{ConversationKind, Id, InboxEntry, MarkKind, Marked, Receipt};
+use chatterly_store::{ConversationKind, Id, InboxEntry, MarkKind, Marked, MessageKind, Receipt};
 
 use super::auth::Identity;
 use super::events::Event;
 use super::{Domain, DomainError, DomainResult};
 use crate::bus::Topic;
+use crate::views::inbox::{ConversationList, InboxParts};
 use crate::views::{format_timestamp, ConversationView, MessagePage, ReadStateView, ReceiptView};
 
 /// Conversations up to this many members get live `read_receipt` events; in
@@ -206,6 +207,48 @@ impl Domain {
         })
     }
 
+    /// Rows of the conversation list (or the one row of a show), ready to
+    /// serialize: the entries carry their members' ids; the users (members
+    /// and newest messages' authors together, each once), the newest
+    /// messages' reactions and calls are loaded for all rows at once. The
+    /// same JSON as [`Domain::render_inbox`]'s views, without building them.
+    pub(super) async fn conversation_list(
+        &self,
+        entries: Vec<InboxEntry>,
+    ) -> DomainResult<ConversationList> {
+        let latest = || entries.iter().filter_map(|e| e.latest.as_ref());
+        let mut user_ids: Vec<Id> = entries
+            .iter()
+            .flat_map(|e| e.member_ids.iter().copied())
+            .chain(latest().map(|m| m.user_id))
+            .collect();
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let message_ids: Vec<Id> = latest().map(|m| m.id).collect();
+        let call_ids: Vec<Id> = latest()
+            .filter(|m| m.kind == MessageKind::Call)
+            .filter_map(|m| m.call_session_id)
+            .collect();
+        let with_files: Vec<Id> = latest()
+            .filter(|m| super::carries_files(m.kind))
+            .map(|m| m.id)
+            .collect();
+        let (users, reactions, calls, attachments) = futures::try_join!(
+            self.store.users_by_ids(&user_ids),
+            self.store.reactions_for(&message_ids),
+            self.calls_by_ids(&call_ids),
+            self.store.attachments_for(&with_files)
+        )?;
+        let parts = InboxParts {
+            users,
+            reactions,
+            calls,
+            attachments,
+        };
+        ConversationList::new(entries, parts, |id| self.online(id))
+            .map_err(|e| DomainError::Internal(format!("rendering conversations: {e}")))
+    }
+
     /// Conversation views with the member's read state and newest message:
     /// members and messages are loaded for all rows at once.
     pub(super) async fn render_inbox(
@@ -228,5 +271,133 @@ impl Domain {
                     .with_read_state(&e.read, latest.remove(&id))
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatterly_store::Store;
+
+    use crate::domain::messages::SendMessage;
+    use crate::domain::testing::world;
+    use crate::domain::NewConversationRequest;
+
+    fn text(content: &str) -> SendMessage {
+        SendMessage {
+            content: Some(content.into()),
+            ..SendMessage::default()
+        }
+    }
+
+    /// The list and show answers render exactly what the owned views (which
+    /// create answers and `new_conversation` events use) render, on a real
+    /// store: mentions, a reaction, a deleted newest message, a call log, an
+    /// empty conversation and a direct one.
+    #[tokio::test]
+    async fn list_and_show_render_what_the_owned_views_render() {
+        let w = world().await;
+        let [rana, omar, lina, zaid] = &w.users;
+        let domain = &w.domain;
+        let crew = w.conversation_id;
+        domain
+            .send_message(omar, crew, text("@rana look \"here\" </b>"))
+            .await
+            .expect("sent");
+        let liked = domain
+            .send_message(lina, crew, text("héllo\n🙂"))
+            .await
+            .expect("sent")
+            .message;
+        domain
+            .add_reaction(rana, Some(liked.id), Some("👍".into()))
+            .await
+            .expect("reacted");
+        let (direct, _) = domain
+            .create_conversation(
+                rana,
+                NewConversationRequest {
+                    conversation_type: Some("direct".into()),
+                    member_ids: vec![zaid.user_id],
+                    ..NewConversationRequest::default()
+                },
+            )
+            .await
+            .expect("direct");
+        let gone = domain
+            .send_message(zaid, direct.id, text("soon deleted"))
+            .await
+            .expect("sent")
+            .message;
+        domain
+            .send_message(zaid, direct.id, text("stays"))
+            .await
+            .expect("sent");
+        domain
+            .delete_message(zaid, direct.id, gone.id)
+            .await
+            .expect("deleted");
+        let (quiet, _) = domain
+            .create_conversation(
+                omar,
+                NewConversationRequest {
+                    name: Some("Quiet".into()),
+                    description: Some("nothing said yet".into()),
+                    member_ids: vec![rana.user_id, lina.user_id],
+                    ..NewConversationRequest::default()
+                },
+            )
+            .await
+            .expect("channel");
+        let call = domain
+            .start_call(lina, crew, Ok(Some("video".into())))
+            .await
+            .expect("call");
+        // Ending it writes the call log.
+        domain
+            .end_call_as_initiator(lina, crew, call.id)
+            .await
+            .expect("ended");
+
+        for identity in &w.users {
+            let entries = w.store.inbox(identity.user_id).await.expect("inbox");
+            let expected =
+                serde_json::to_string(&domain.render_inbox(entries).await.expect("views"))
+                    .expect("serializes");
+            let list = domain.list_conversations(identity).await.expect("list");
+            assert_eq!(
+                serde_json::to_string(&list).expect("serializes"),
+                expected,
+                "user {}",
+                identity.user_id
+            );
+            for id in [crew, direct.id, quiet.id] {
+                let Some(entry) = w
+                    .store
+                    .inbox_entry(id, identity.user_id)
+                    .await
+                    .expect("entry")
+                else {
+                    continue;
+                };
+                let view = domain.render_one_entry(entry).await.expect("view");
+                let shown = domain.show_conversation(identity, id).await.expect("show");
+                assert_eq!(
+                    serde_json::to_string(&shown.first().expect("one row")).expect("serializes"),
+                    serde_json::to_string(&view).expect("serializes"),
+                );
+            }
+        }
+        // The cases above all occurred: a newest message replaced after a
+        // delete, a reaction, a call log, a conversation without messages.
+        let list = serde_json::to_value(domain.list_conversations(rana).await.expect("list"))
+            .expect("JSON");
+        let rows = list.as_array().expect("rows");
+        assert_eq!(rows.len(), 3);
+        let row = |id| rows.iter().find(|r| r["id"] == id).expect("row");
+        assert_eq!(row(direct.id)["last_message"]["content"], "stays");
+        assert_eq!(row(quiet.id)["last_message"], serde_json::Value::Null);
+        assert_eq!(row(crew)["last_message"]["message_type"], "call");
+        assert_eq!(row(crew)["member_count"], 3);
+        assert_eq!(row(crew)["mention_count"], 1);
     }
 }

@@ -18,7 +18,10 @@ pub struct ConversationBody {
     data: ConversationView,
 }
 
+/// The schema of the list; the answer is rendered by
+/// [`crate::views::inbox::ConversationList`] in the same shape.
 #[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
 pub struct ConversationListBody {
     data: Vec<ConversationView>,
 }
@@ -47,15 +50,11 @@ pub struct AddMemberRequest {
     security(("bearer" = [])),
     responses((status = 200, body = ConversationListBody)))]
 pub async fn list(State(state): State<AppState>, Auth(identity): Auth) -> DomainResult<Response> {
-    let body = ConversationListBody {
-        data: state.domain.list_conversations(&identity).await?,
-    };
-    // About a kilobyte per row: sized up front, a long list is serialized
-    // without the buffer growing (and copying) a dozen times.
-    let mut bytes = Vec::with_capacity(1024 * (body.data.len() + 1));
-    serde_json::to_writer(&mut bytes, &body)
-        .map_err(|e| DomainError::Internal(format!("rendering the conversation list: {e}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    let list = state.domain.list_conversations(&identity).await?;
+    // Sized up front, a long list is serialized without the buffer growing
+    // (and copying) a dozen times.
+    let capacity = list.json_len_hint();
+    json_response(&Data { data: &list }, capacity)
 }
 
 /// One conversation with its members.
@@ -69,13 +68,30 @@ pub async fn show(
     State(state): State<AppState>,
     Auth(identity): Auth,
     ids: Ids,
-) -> DomainResult<Json<ConversationBody>> {
-    Ok(Json(ConversationBody {
-        data: state
-            .domain
-            .show_conversation(&identity, ids.one()?)
-            .await?,
-    }))
+) -> DomainResult<Response> {
+    let list = state
+        .domain
+        .show_conversation(&identity, ids.one()?)
+        .await?;
+    let row = list
+        .first()
+        .ok_or_else(|| DomainError::Internal("showing a conversation found no row".into()))?;
+    let body = Data { data: row };
+    json_response(&body, list.json_len_hint())
+}
+
+/// `{"data": …}` around a borrowed body: the shapes of [`ConversationBody`]
+/// and [`ConversationListBody`] (the OpenAPI schema) without owning views.
+#[derive(Serialize)]
+struct Data<T> {
+    data: T,
+}
+
+fn json_response(body: &impl Serialize, capacity: usize) -> DomainResult<Response> {
+    let mut bytes = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut bytes, body)
+        .map_err(|e| DomainError::Internal(format!("rendering conversations: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 /// Create a channel, group or direct conversation; the caller becomes admin.

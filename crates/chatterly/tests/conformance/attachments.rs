@@ -745,6 +745,25 @@ async fn messages_carry_their_attachments(backend: Backend) {
         .await
         .json(404);
     }
+
+    // The conversation list and show render the newest message with its files.
+    let last = uploaded(&app, &alice, "last.txt", b"last words").await;
+    send_with(
+        &app,
+        &alice,
+        room,
+        json!({ "attachment_ids": [last["id"]] }),
+    )
+    .await
+    .expect(201);
+    let listed = app.conversations(&bob).await;
+    let row = listed.iter().find(|c| c["id"] == room).expect("the room");
+    assert_eq!(row["last_message"]["attachments"], json!([last]));
+    let shown = app
+        .get(&format!("/api/v1/conversations/{room}"), Some(&bob.token))
+        .await
+        .expect(200);
+    assert_eq!(shown["data"]["last_message"]["attachments"], json!([last]));
 }
 
 /// Range requests: 206 with Content-Range for one range (bounded, open,

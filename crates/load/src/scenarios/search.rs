@@ -120,10 +120,7 @@ pub async fn run(ctx: &Ctx, args: &SearchArgs) -> Result<Report> {
         seconds: setup_start.elapsed().as_secs_f64(),
     };
 
-    let url = Arc::new(api.endpoint(&format!(
-        "/api/v1/search?q={word}&sort={}",
-        args.sort
-    )));
+    let url = Arc::new(api.endpoint(&format!("/api/v1/search?q={word}&sort={}", args.sort)));
     let reader = reader.clone();
     let live = Arc::new(Live::default());
     let date = crate::now_rfc3339();
@@ -163,9 +160,7 @@ async fn check(api: &Api, reader: &Session, word: &str, expected: usize) -> Resu
     let mut seen = HashSet::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = api.endpoint(&format!(
-            "/api/v1/search?q={word}&limit=100&sort=recent"
-        ));
+        let mut url = api.endpoint(&format!("/api/v1/search?q={word}&limit=100&sort=recent"));
         if let Some(c) = &cursor {
             url.push_str("&cursor=");
             url.push_str(c);
