@@ -252,6 +252,9 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
+    #[command(flatten)]
+    pub cpu: CpuArgs,
+
     /// Conversations the history is spread over.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub conversations: u32,
@@ -290,6 +293,7 @@ impl SearchArgs {
             "match_every": self.match_every,
             "word": self.word,
             "sort": self.sort,
+            "server_pid": self.cpu.server_pid,
         })
     }
 }

@@ -126,9 +126,11 @@ pub async fn run(ctx: &Ctx, args: &SearchArgs) -> Result<Report> {
     let date = crate::now_rfc3339();
     let budget = Budget::new(args.run.duration(), args.run.requests, ctx.stop.clone());
     let progress = Progress::start("search", live.clone(), args.run.duration(), ctx.chatty);
+    let cpu = crate::report::CpuMeter::start(args.cpu.server_pid);
     let start = Instant::now();
     let all = get_repeatedly(api, &reader, &url, args.run.workers(), &budget, &live).await?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu.finish();
     progress.finish().await;
 
     check(api, &reader, &word, visible).await?;
@@ -152,6 +154,7 @@ pub async fn run(ctx: &Ctx, args: &SearchArgs) -> Result<Report> {
         total.div_ceil(every),
         args.sort
     ));
+    report.cpu = cpu.map(|c| c.per_request(report.requests));
     Ok(report)
 }
 
