@@ -246,13 +246,15 @@ where
     }
 }
 
-async fn send_with(
-    app: &TestApp,
-    user: &TestUser,
-    conversation: i64,
-    body: Value,
-) -> crate::common::Resp {
-    app.send_raw(user, conversation, body).await
+/// Deletes a message as `user` (200).
+async fn delete_message(app: &TestApp, user: &TestUser, conversation: i64, message: &Value) {
+    let id = message["id"].as_i64().expect("message id");
+    app.delete(
+        &format!("/api/v1/conversations/{conversation}/messages/{id}"),
+        Some(&user.token),
+    )
+    .await
+    .expect(200);
 }
 
 // ---- tests ----------------------------------------------------------------------
@@ -470,21 +472,12 @@ async fn the_upload_quota_is_per_user(backend: Backend) {
     // Someone else's quota is their own.
     uploaded(&app, &bob, "b.bin", &patterned(600)).await;
     // Deleting the message that carries it frees the bytes.
-    let sent = send_with(
-        &app,
-        &alice,
-        room,
-        json!({ "attachment_ids": [first["id"]] }),
-    )
-    .await
-    .expect(201)["data"]
+    let sent = app
+        .send_raw(&alice, room, json!({ "attachment_ids": [first["id"]] }))
+        .await
+        .expect(201)["data"]
         .clone();
-    let message_id = sent["id"].as_i64().expect("id");
-    app.delete(
-        &format!("/api/v1/conversations/{room}/messages/{message_id}"),
-        Some(&alice.token),
-    )
-    .await;
+    delete_message(&app, &alice, room, &sent).await;
     uploaded(&app, &alice, "c.bin", &patterned(600)).await;
 }
 
@@ -619,26 +612,21 @@ async fn messages_carry_their_attachments(backend: Backend) {
         json!({ "content": "x", "message_type": "text", "attachment_ids": [picture["id"]] }),
         json!({ "content": "x", "attachment_ids": "1" }),
     ] {
-        send_with(&app, &alice, room, body).await.expect(422);
+        app.send_raw(&alice, room, body).await.expect(422);
     }
     assert!(app.all_messages(&alice, room).await.is_empty());
 
     // Images only: `image`; content may be absent.
-    let only_image = send_with(
-        &app,
-        &alice,
-        room,
-        json!({ "attachment_ids": [picture["id"]] }),
-    )
-    .await
-    .expect(201)["data"]
+    let only_image = app
+        .send_raw(&alice, room, json!({ "attachment_ids": [picture["id"]] }))
+        .await
+        .expect(201)["data"]
         .clone();
     assert_eq!(only_image["message_type"], "image");
     assert_eq!(only_image["content"], "");
     assert_eq!(only_image["attachments"], json!([picture]));
     // Attached once.
-    send_with(
-        &app,
+    app.send_raw(
         &alice,
         room,
         json!({ "content": "again", "attachment_ids": [picture["id"]] }),
@@ -648,15 +636,11 @@ async fn messages_carry_their_attachments(backend: Backend) {
     // An idempotent retry of a send with files returns the original.
     let spare = uploaded(&app, &alice, "spare.txt", b"spare").await;
     let keyed = json!({ "attachment_ids": [spare["id"]], "client_message_id": "k-1" });
-    let first = send_with(&app, &alice, room, keyed.clone())
-        .await
-        .expect(201)["data"]
-        .clone();
-    let retried = send_with(&app, &alice, room, keyed).await.expect(200)["data"].clone();
+    let first = app.send_raw(&alice, room, keyed.clone()).await.expect(201)["data"].clone();
+    let retried = app.send_raw(&alice, room, keyed).await.expect(200)["data"].clone();
     assert_eq!(retried, first);
     // Another key with the same file is a different send: refused.
-    send_with(
-        &app,
+    app.send_raw(
         &alice,
         room,
         json!({ "attachment_ids": [spare["id"]], "client_message_id": "k-2" }),
@@ -665,10 +649,7 @@ async fn messages_carry_their_attachments(backend: Backend) {
     .expect(422);
     // Mixed: `file`, wrapped params work too.
     let third = uploaded(&app, &alice, "more.png", &png(8, 8)).await;
-    let mixed = send_with(
-        &app,
-        &alice,
-        room,
+    let mixed = app.send_raw(&alice, room,
         json!({ "message": { "content": "two files", "attachment_ids": [third["id"], notes["id"]] } }),
     )
     .await
@@ -726,12 +707,7 @@ async fn messages_carry_their_attachments(backend: Backend) {
     .json(404);
 
     // Deleting the message hides its attachments from everyone.
-    let message_id = only_image["id"].as_i64().expect("id");
-    app.delete(
-        &format!("/api/v1/conversations/{room}/messages/{message_id}"),
-        Some(&alice.token),
-    )
-    .await;
+    delete_message(&app, &alice, room, &only_image).await;
     for user in [&alice, &bob] {
         fetch(&app, &content_path(&picture), Some(&user.token), &[])
             .await
@@ -748,14 +724,9 @@ async fn messages_carry_their_attachments(backend: Backend) {
 
     // The conversation list and show render the newest message with its files.
     let last = uploaded(&app, &alice, "last.txt", b"last words").await;
-    send_with(
-        &app,
-        &alice,
-        room,
-        json!({ "attachment_ids": [last["id"]] }),
-    )
-    .await
-    .expect(201);
+    app.send_raw(&alice, room, json!({ "attachment_ids": [last["id"]] }))
+        .await
+        .expect(201);
     let listed = app.conversations(&bob).await;
     let row = listed.iter().find(|c| c["id"] == room).expect("the room");
     assert_eq!(row["last_message"]["attachments"], json!([last]));
@@ -836,29 +807,15 @@ async fn the_cleanup_job_removes_stale_and_hidden_uploads(backend: Backend) {
     let kept = uploaded(&app, &alice, "kept.png", &png(16, 16)).await;
     let deleted = uploaded(&app, &alice, "deleted.txt", b"to be deleted").await;
     let stale = uploaded(&app, &alice, "stale.txt", b"never sent").await;
-    send_with(
-        &app,
-        &alice,
-        room,
-        json!({ "attachment_ids": [kept["id"]] }),
-    )
-    .await
-    .expect(201);
-    let doomed = send_with(
-        &app,
-        &alice,
-        room,
-        json!({ "attachment_ids": [deleted["id"]] }),
-    )
-    .await
-    .expect(201)["data"]
+    app.send_raw(&alice, room, json!({ "attachment_ids": [kept["id"]] }))
+        .await
+        .expect(201);
+    let doomed = app
+        .send_raw(&alice, room, json!({ "attachment_ids": [deleted["id"]] }))
+        .await
+        .expect(201)["data"]
         .clone();
-    let doomed_id = doomed["id"].as_i64().expect("id");
-    app.delete(
-        &format!("/api/v1/conversations/{room}/messages/{doomed_id}"),
-        Some(&alice.token),
-    )
-    .await;
+    delete_message(&app, &alice, room, &doomed).await;
     // The stale upload is still there within its grace period.
     let got = fetch(&app, &content_path(&stale), Some(&alice.token), &[]).await;
     assert_eq!(got.status, 200);
@@ -1157,14 +1114,9 @@ async fn attachments_work_on_an_s3_bucket(backend: Backend) {
     .await;
 
     // Attach the image; the others (never attached) go after the grace.
-    send_with(
-        &app,
-        &alice,
-        room,
-        json!({ "attachment_ids": [image["id"]] }),
-    )
-    .await
-    .expect(201);
+    app.send_raw(&alice, room, json!({ "attachment_ids": [image["id"]] }))
+        .await
+        .expect(201);
     eventually(
         Duration::from_secs(20),
         "the cleanup emptied the rest",
