@@ -26,7 +26,9 @@ mod validate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chatterly_store::{CallSession, Conversation, Id, Message, MessageKind, Role, Store, User};
+use chatterly_store::{
+    Attachment, CallSession, Conversation, Id, Message, MessageKind, Reaction, Role, Store, User,
+};
 
 pub use accounts::{Login, ProfileChanges, Registration};
 pub use attachments::{Download, Rendition};
@@ -52,6 +54,13 @@ use auth::{Identity, KnownUsers, Passwords, Revocations, Tokens};
 
 /// Only image and file messages carry attachments (a send with attachments
 /// is one of them), so only they are looked up.
+/// See [`Domain::message_parts`].
+pub(super) struct MessageParts {
+    pub reactions: Vec<Reaction>,
+    pub calls: Vec<CallSession>,
+    pub attachments: Vec<Attachment>,
+}
+
 fn carries_files(kind: MessageKind) -> bool {
     matches!(kind, MessageKind::Image | MessageKind::File)
 }
@@ -253,22 +262,16 @@ impl Domain {
         let mut author_ids: Vec<Id> = messages.iter().map(|m| m.user_id).collect();
         author_ids.sort_unstable();
         author_ids.dedup();
-        let message_ids: Vec<Id> = messages.iter().map(|m| m.id).collect();
-        let call_ids: Vec<Id> = messages
-            .iter()
-            .filter(|m| m.kind == MessageKind::Call)
-            .filter_map(|m| m.call_session_id)
-            .collect();
-        let with_files: Vec<Id> = messages
-            .iter()
-            .filter(|m| carries_files(m.kind))
-            .map(|m| m.id)
-            .collect();
-        let (authors, reactions, calls, attachments) = futures::try_join!(
-            self.store.users_by_ids(&author_ids),
-            self.store.reactions_for(&message_ids),
-            self.calls_by_ids(&call_ids),
-            self.store.attachments_for(&with_files)
+        let (
+            authors,
+            MessageParts {
+                reactions,
+                calls,
+                attachments,
+            },
+        ) = futures::try_join!(
+            async { Ok(self.store.users_by_ids(&author_ids).await?) },
+            self.message_parts(messages.iter())
         )?;
         let mut attachments_by_message = attachments_by_message(&attachments);
         let calls: HashMap<Id, CallSessionSummary> = calls
@@ -296,6 +299,35 @@ impl Domain {
                 Ok(MessageView::new(m, author, reactions, call).with_attachments(attachments))
             })
             .collect()
+    }
+
+    /// The reactions, logged calls and files of `messages`, one query each,
+    /// at once (none for calls or files when no message has them): what
+    /// rendering messages needs besides their authors.
+    pub(super) async fn message_parts<'a>(
+        &self,
+        messages: impl Iterator<Item = &'a Message> + Clone,
+    ) -> DomainResult<MessageParts> {
+        let message_ids: Vec<Id> = messages.clone().map(|m| m.id).collect();
+        let call_ids: Vec<Id> = messages
+            .clone()
+            .filter(|m| m.kind == MessageKind::Call)
+            .filter_map(|m| m.call_session_id)
+            .collect();
+        let with_files: Vec<Id> = messages
+            .filter(|m| carries_files(m.kind))
+            .map(|m| m.id)
+            .collect();
+        let (reactions, calls, attachments) = futures::try_join!(
+            self.store.reactions_for(&message_ids),
+            self.calls_by_ids(&call_ids),
+            self.store.attachments_for(&with_files)
+        )?;
+        Ok(MessageParts {
+            reactions,
+            calls,
+            attachments,
+        })
     }
 
     /// Calls by id; no round trip for a page without call logs.

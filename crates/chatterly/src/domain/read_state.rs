@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use chatterly_store::{ConversationKind, Id, InboxEntry, MarkKind, Marked, MessageKind, Receipt};
+use chatterly_store::{ConversationKind, Id, InboxEntry, MarkKind, Marked, Receipt};
 
 use super::auth::Identity;
 use super::events::Event;
@@ -224,20 +224,16 @@ impl Domain {
             .collect();
         user_ids.sort_unstable();
         user_ids.dedup();
-        let message_ids: Vec<Id> = latest().map(|m| m.id).collect();
-        let call_ids: Vec<Id> = latest()
-            .filter(|m| m.kind == MessageKind::Call)
-            .filter_map(|m| m.call_session_id)
-            .collect();
-        let with_files: Vec<Id> = latest()
-            .filter(|m| super::carries_files(m.kind))
-            .map(|m| m.id)
-            .collect();
-        let (users, reactions, calls, attachments) = futures::try_join!(
-            self.store.users_by_ids(&user_ids),
-            self.store.reactions_for(&message_ids),
-            self.calls_by_ids(&call_ids),
-            self.store.attachments_for(&with_files)
+        let (
+            users,
+            super::MessageParts {
+                reactions,
+                calls,
+                attachments,
+            },
+        ) = futures::try_join!(
+            async { Ok(self.store.users_by_ids(&user_ids).await?) },
+            self.message_parts(latest())
         )?;
         let parts = InboxParts {
             users,
