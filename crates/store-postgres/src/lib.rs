@@ -690,18 +690,7 @@ impl Store for PgStore {
     }
 
     async fn member_ids_of(&self, conversation_ids: &[Id]) -> StoreResult<Vec<(Id, Id)>> {
-        if conversation_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        sqlx::query_as(
-            "SELECT conversation_id, user_id FROM conversation_members
-             WHERE conversation_id = ANY($1)
-             ORDER BY conversation_id, user_id",
-        )
-        .bind(conversation_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)
+        read_state::member_ids_of(&self.pool, conversation_ids).await
     }
 
     async fn add_member(&self, conversation_id: Id, user_id: Id, role: Role) -> StoreResult<()> {
