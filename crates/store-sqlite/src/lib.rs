@@ -137,6 +137,29 @@ impl SqliteStore {
             self.readers.read_long(read).await
         }
     }
+
+    /// The rows `sql` selects for `ids` (its `?1`, a JSON array of them),
+    /// sized by the number of ids: a row or a few per id.
+    async fn read_by_ids<T>(
+        &self,
+        ids: &[Id],
+        sql: &'static str,
+        convert: fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: Send + 'static,
+    {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = json_ids(ids);
+        let capacity = ids.len().min(256);
+        self.read_sized(ids.len(), move |c| {
+            let mut statement = c.prepare_cached(sql).db()?;
+            rows::all(&mut statement, [json], capacity, convert)
+        })
+        .await
+    }
 }
 
 // ---- statements shared with the tests ------------------------------------------
@@ -671,21 +694,15 @@ impl Store for SqliteStore {
     }
 
     async fn users_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<User>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let json = json_ids(ids);
-        let capacity = ids.len().min(256);
-        self.read_sized(ids.len(), move |c| {
-            let mut statement = c
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-                ))
-                .db()?;
-            rows::all(&mut statement, [json], capacity, |row| rows::user(row, 0))
-        })
+        self.read_by_ids(
+            ids,
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+            ),
+            |row| rows::user(row, 0),
+        )
         .await
     }
 
@@ -1403,39 +1420,29 @@ impl Store for SqliteStore {
     }
 
     async fn attachments_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<Attachment>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let json = json_ids(ids);
-        self.read_sized(ids.len(), move |c| {
-            let mut statement = c
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    attachment_columns!(),
-                    " FROM attachments WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-                ))
-                .db()?;
-            rows::all(&mut statement, [json], 16, rows::attachment)
-        })
+        self.read_by_ids(
+            ids,
+            concat!(
+                "SELECT ",
+                attachment_columns!(),
+                " FROM attachments WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+            ),
+            rows::attachment,
+        )
         .await
     }
 
     async fn attachments_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Attachment>> {
-        if message_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let json = json_ids(message_ids);
-        self.read_sized(message_ids.len(), move |c| {
-            let mut statement = c
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    attachment_columns!(),
-                    " FROM attachments WHERE message_id IN (SELECT value FROM json_each(?1))",
-                    " AND deleted_at IS NULL ORDER BY message_id, id"
-                ))
-                .db()?;
-            rows::all(&mut statement, [json], 16, rows::attachment)
-        })
+        self.read_by_ids(
+            message_ids,
+            concat!(
+                "SELECT ",
+                attachment_columns!(),
+                " FROM attachments WHERE message_id IN (SELECT value FROM json_each(?1))",
+                " AND deleted_at IS NULL ORDER BY message_id, id"
+            ),
+            rows::attachment,
+        )
         .await
     }
 
@@ -1766,22 +1773,17 @@ impl Store for SqliteStore {
     // ---- reactions ---------------------------------------------------------------------
 
     async fn reactions_for(&self, message_ids: &[Id]) -> StoreResult<Vec<Reaction>> {
-        if message_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let json = json_ids(message_ids);
         // Reactions per message are few: sized by the number of messages.
-        self.read_sized(message_ids.len(), move |c| {
-            let mut statement = c
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    reaction_columns!(),
-                    " FROM reactions WHERE message_id IN (SELECT value FROM json_each(?1))",
-                    " ORDER BY id"
-                ))
-                .db()?;
-            rows::all(&mut statement, [json], 16, rows::reaction)
-        })
+        self.read_by_ids(
+            message_ids,
+            concat!(
+                "SELECT ",
+                reaction_columns!(),
+                " FROM reactions WHERE message_id IN (SELECT value FROM json_each(?1))",
+                " ORDER BY id"
+            ),
+            rows::reaction,
+        )
         .await
     }
 
@@ -1906,21 +1908,15 @@ impl Store for SqliteStore {
     }
 
     async fn calls_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<CallSession>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let json = json_ids(ids);
-        let capacity = ids.len().min(256);
-        self.read_sized(ids.len(), move |c| {
-            let mut statement = c
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    call_columns!(),
-                    " FROM call_sessions WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-                ))
-                .db()?;
-            rows::all(&mut statement, [json], capacity, rows::call)
-        })
+        self.read_by_ids(
+            ids,
+            concat!(
+                "SELECT ",
+                call_columns!(),
+                " FROM call_sessions WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+            ),
+            rows::call,
+        )
         .await
     }
 
