@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use super::extract::{Auth, DownloadAuth, Ids};
 use super::AppState;
+use crate::domain::auth::Identity;
 use crate::domain::{DomainError, DomainResult, Download, Rendition};
 use crate::views::AttachmentView;
 
@@ -129,11 +130,7 @@ pub async fn content(
     ids: Ids,
     headers: HeaderMap,
 ) -> DomainResult<Response> {
-    let download = state
-        .domain
-        .download(&identity, ids.one()?, Rendition::Content)
-        .await?;
-    serve(&state, &download, &headers).await
+    download(&state, &identity, ids, Rendition::Content, &headers).await
 }
 
 /// Download an attachment's preview (a small JPEG or PNG).
@@ -150,11 +147,22 @@ pub async fn thumbnail(
     ids: Ids,
     headers: HeaderMap,
 ) -> DomainResult<Response> {
+    download(&state, &identity, ids, Rendition::Thumbnail, &headers).await
+}
+
+/// One rendition of an attachment, authorized, as a response.
+async fn download(
+    state: &AppState,
+    identity: &Identity,
+    ids: Ids,
+    rendition: Rendition,
+    headers: &HeaderMap,
+) -> DomainResult<Response> {
     let download = state
         .domain
-        .download(&identity, ids.one()?, Rendition::Thumbnail)
+        .download(identity, ids.one()?, rendition)
         .await?;
-    serve(&state, &download, &headers).await
+    serve(state, &download, headers).await
 }
 
 /// The bytes of an authorized download as a response: conditional (ETag),
