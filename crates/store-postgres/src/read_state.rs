@@ -129,8 +129,9 @@ async fn fill_latest(pool: &PgPool, entries: &mut [InboxEntry]) -> StoreResult<(
     Ok(())
 }
 
-/// A member's whole inbox (`$1` the user id), unordered and without members
-/// (see the module's doc). Public for the tests that check its plan.
+/// A member's whole inbox (`$1` the user id), newest activity first, without
+/// the members (read beside it; see the module's doc). Public for the tests
+/// that check its plan.
 pub const INBOX_QUERY: &str = concat!(
     inbox_select!("'{}'::bigint[]"),
     " WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC"
