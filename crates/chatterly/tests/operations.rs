@@ -758,6 +758,19 @@ async fn unread_count(instance: &Instance, user: &User, conversation: i64) -> i6
     body["data"]["unread_count"].as_i64().expect("unread_count")
 }
 
+/// `last_message` of the conversation as `user` sees it.
+async fn last_message(instance: &Instance, user: &User, conversation: i64) -> serde_json::Value {
+    let (status, body) = call(
+        reqwest::Method::GET,
+        instance.url(&format!("/api/v1/conversations/{conversation}")),
+        Some(&user.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["last_message"].clone()
+}
+
 /// Polls the history until `gone` are no longer in it.
 async fn wait_until_gone(
     server: &Instance,
@@ -858,6 +871,17 @@ async fn retention_drops_old_partitions_on_postgres() {
     let room = group(&server, &alice, "crew", &[&bob]).await;
     let ids = retention_fixture(&server, &alice, room).await;
     assert_eq!(unread_count(&server, &bob, room).await, 6);
+    // Two conversations whose every message will be too old: one in the
+    // dropped partition, one in the default partition's batch.
+    let dropped_room = group(&server, &alice, "old", &[&bob]).await;
+    let dropped_id = send(&server, &alice, dropped_room, json!({ "content": "old" })).await["id"]
+        .as_i64()
+        .expect("id");
+    let default_room = group(&server, &alice, "older", &[&bob]).await;
+    let default_id = send(&server, &alice, default_room, json!({ "content": "older" })).await
+        ["id"]
+        .as_i64()
+        .expect("id");
     server.terminate();
 
     let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
@@ -866,8 +890,8 @@ async fn retention_drops_old_partitions_on_postgres() {
          FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2025-02-01 00:00:00+00')"
             .to_owned(),
         format!(
-            "UPDATE messages SET created_at = '2025-01-15 00:00:00+00' WHERE id IN ({}, {})",
-            ids[0], ids[1]
+            "UPDATE messages SET created_at = '2025-01-15 00:00:00+00' WHERE id IN ({}, {}, {})",
+            ids[0], ids[1], dropped_id
         ),
         format!(
             "UPDATE reactions SET message_created_at = '2025-01-15 00:00:00+00' WHERE message_id = {}",
@@ -875,8 +899,8 @@ async fn retention_drops_old_partitions_on_postgres() {
         ),
         // Before any partition: lands in the default one.
         format!(
-            "UPDATE messages SET created_at = '2020-06-01 00:00:00+00' WHERE id = {}",
-            ids[2]
+            "UPDATE messages SET created_at = '2020-06-01 00:00:00+00' WHERE id IN ({}, {})",
+            ids[2], default_id
         ),
         format!(
             "UPDATE reactions SET message_created_at = '2020-06-01 00:00:00+00' WHERE message_id = {}",
@@ -889,10 +913,23 @@ async fn retention_drops_old_partitions_on_postgres() {
         .fetch_one(&mut conn)
         .await
         .expect("count");
-    assert_eq!(in_default, 1);
+    assert_eq!(in_default, 2);
 
     let server = Instance::start(&place, &["--retention-days", "30"]).await;
     let messages = wait_until_gone(&server, &alice.token, room, &[ids[0], ids[1], ids[2]]).await;
+    // The conversations left without messages show none as their newest
+    // (not a copy of one that is gone); the other still shows its newest.
+    for (gone_room, gone) in [(dropped_room, dropped_id), (default_room, default_id)] {
+        wait_until_gone(&server, &alice.token, gone_room, &[gone]).await;
+        assert!(
+            last_message(&server, &bob, gone_room).await.is_null(),
+            "conversation {gone_room}"
+        );
+    }
+    assert_eq!(
+        last_message(&server, &bob, room).await["id"].as_i64(),
+        Some(ids[5])
+    );
     let left: Vec<i64> = messages
         .iter()
         .map(|m| m["id"].as_i64().expect("id"))

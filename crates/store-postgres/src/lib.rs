@@ -48,6 +48,7 @@ use sqlx::Connection;
 
 use crate::error::{backend, fk_not_found, violation, Violation};
 #[doc(hidden)]
+pub use crate::partitions::MESSAGE_TABLE_COLUMNS;
 pub use crate::read_state::INBOX_QUERY;
 use crate::rows::{
     attachment_columns, conversation_columns, convert_all, message_columns, reaction_columns,
@@ -621,7 +622,10 @@ impl Store for PgStore {
         if locked.is_none() {
             return Ok(false);
         }
+        // Lock order as in a message's edit and delete: the conversation,
+        // then its newest-message copy, then messages.
         let statements = [
+            "DELETE FROM latest_messages WHERE conversation_id = $1",
             "DELETE FROM reactions
              WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
             "DELETE FROM message_client_ids c

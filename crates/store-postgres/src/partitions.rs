@@ -159,17 +159,10 @@ pub(crate) async fn ensure_month(pool: &PgPool, month: Month) -> StoreResult<()>
         "WITH moved AS (
              DELETE FROM messages_default
              WHERE created_at >= $1 AND created_at < $2
-             RETURNING id, conversation_id, user_id, seq, content, kind, parent_message_id,
-                       call_session_id, client_message_id, created_at, updated_at,
-                       edited_at, deleted_at
+             RETURNING {MESSAGE_TABLE_COLUMNS}
          )
-         INSERT INTO {name} (id, conversation_id, user_id, seq, content, kind, parent_message_id,
-                             call_session_id, client_message_id, created_at, updated_at,
-                             edited_at, deleted_at)
-         SELECT id, conversation_id, user_id, seq, content, kind, parent_message_id,
-                call_session_id, client_message_id, created_at, updated_at,
-                edited_at, deleted_at
-         FROM moved"
+         INSERT INTO {name} ({MESSAGE_TABLE_COLUMNS})
+         SELECT {MESSAGE_TABLE_COLUMNS} FROM moved"
     ))
     .bind(from)
     .bind(to)
@@ -214,6 +207,12 @@ pub(crate) async fn missing(pool: &PgPool, now: Timestamp) -> StoreResult<Vec<St
     Ok(missing)
 }
 
+/// Every column of `messages`, for moving rows between partitions (a column
+/// left out would be lost on the way; the schema test checks the list).
+pub const MESSAGE_TABLE_COLUMNS: &str = "id, conversation_id, user_id, seq, content, kind, \
+    parent_message_id, call_session_id, client_message_id, created_at, updated_at, edited_at, \
+    deleted_at, mentions, broadcast, search_vector";
+
 /// Retention on PostgreSQL: drops every monthly partition that ends at or
 /// before `horizon`, with the reactions and idempotency keys of its messages
 /// (they have no foreign keys to cascade), each partition in one short
@@ -252,6 +251,15 @@ pub(crate) async fn purge_before(
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        // The copies of newest messages the partition holds go first (lock
+        // order as in a message's delete: the copy, then messages); the
+        // conversation list walks back to what is left, if anything.
+        sqlx::query(&format!(
+            "DELETE FROM latest_messages WHERE id IN (SELECT id FROM {name})"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         // Read state: members' positions move past the partition's newest
         // message of each conversation (unread is last_seq - last_read_seq
         // minus deletions, so a message removed unread would otherwise stay
@@ -318,9 +326,21 @@ pub(crate) async fn purge_before(
     // Rows the default partition holds from before the horizon.
     loop {
         let mut tx = pool.begin().await.map_err(backend)?;
+        // As for a dropped partition: the copies first (of the same rows:
+        // both pick the oldest ids).
+        sqlx::query(
+            "DELETE FROM latest_messages WHERE id IN
+               (SELECT id FROM messages_default WHERE created_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(horizon)
+        .bind(i64::from(batch))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let removed: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
             "DELETE FROM messages_default WHERE (id, created_at) IN
-               (SELECT id, created_at FROM messages_default WHERE created_at < $1 LIMIT $2)
+               (SELECT id, created_at FROM messages_default WHERE created_at < $1
+                ORDER BY id LIMIT $2)
              RETURNING id, conversation_id, seq, deleted_at IS NOT NULL",
         )
         .bind(horizon)

@@ -21,15 +21,18 @@
 //! differ: a conversation joined between them has no pairs yet, and its
 //! members are read again (every conversation has at least its reader).
 //!
-//! The newest live message is a point lookup of (conversation, `last_seq`),
-//! pruned at run time to one partition by `created_at = last_activity_at` (a
-//! send writes both from one value), inside the same statement; only when
-//! that message is deleted does a second query walk back. Run-time pruning
-//! costs a few microseconds per row on top of the index probe (it grows
-//! slowly with the number of partitions), and stays the cheapest of the
-//! ways tried: one statement per month pays planning over every partition,
-//! and a statement naming each month's partition costs as much per probe
-//! (see BENCHMARKS.md).
+//! The newest live message comes from `latest_messages`, a copy kept by the
+//! statements that send, edit and delete (migration 0008): one probe of a
+//! small table's key per row. Looking it up in the partitioned `messages`
+//! cost run-time partition pruning per row, 2 ms per 1,000 rows at 3 monthly
+//! partitions and 5 ms at 27, growing with the database's age (see
+//! BENCHMARKS.md). Only when a conversation has no copy (its messages are
+//! all deleted or expired) does a second query walk back in `messages`.
+//!
+//! Edits and deletes lock the conversation's copy before they read anything
+//! (sends upsert it under the conversation's row lock, in their statement),
+//! so a delete replacing the copy with the message before it and an edit of
+//! that message cannot interleave into a stale copy.
 //!
 //! # Marking
 //!
@@ -49,13 +52,12 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 
 use crate::error::backend;
-use crate::rows::{convert_all, message_columns, InboxRow, MessageRow, ReceiptRow};
+use crate::rows::{
+    convert_all, latest_columns, message_columns, InboxRow, MessageRow, ReceiptRow,
+};
 
-/// The inbox columns and joins; a `WHERE` follows. The `LIMIT 1` keeps the
-/// planner from flattening the newest-message lookup into a join with all of
-/// `messages` (a scan of every partition): as a parameterised subquery it is
-/// one index probe per row, in the one partition run-time pruning leaves.
-/// `$members` is the expression for the `member_ids` column.
+/// The inbox columns and joins; a `WHERE` follows. `$members` is the
+/// expression for the `member_ids` column.
 macro_rules! inbox_select {
     ($members:literal) => {
         concat!(
@@ -76,18 +78,13 @@ macro_rules! inbox_select {
                 l.parent_message_id AS l_parent_message_id,
                 l.call_session_id AS l_call_session_id,
                 l.client_message_id AS l_client_message_id, l.created_at AS l_created_at,
-                l.edited_at AS l_edited_at, l.deleted_at AS l_deleted_at,
+                l.edited_at AS l_edited_at, NULL::timestamptz AS l_deleted_at,
                 l.mentions AS l_mentions, l.broadcast AS l_broadcast, ",
             $members,
             " AS member_ids
          FROM conversation_members m
          JOIN conversations c ON c.id = m.conversation_id
-         LEFT JOIN LATERAL (
-             SELECT * FROM messages
-             WHERE conversation_id = c.id AND seq = c.last_seq
-               AND created_at = c.last_activity_at AND deleted_at IS NULL
-             LIMIT 1
-         ) l ON true"
+         LEFT JOIN latest_messages l ON l.conversation_id = c.id"
         )
     };
 }
@@ -433,6 +430,10 @@ pub(crate) async fn edit_message(
     mentions: &Mentions,
     now: Timestamp,
 ) -> StoreResult<Message> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    if lock_latest(&mut tx, id).await?.is_none() {
+        return Err(StoreError::NotFound);
+    }
     // One statement. The rows that stay are left alone (deleting and
     // re-inserting one row in sibling CTEs would lose it: both see the
     // statement's snapshot).
@@ -454,6 +455,12 @@ pub(crate) async fn edit_message(
              FROM edited, users u
              WHERE u.id = ANY($6)
              ON CONFLICT (user_id, message_id) DO NOTHING
+         ), copied AS (
+             UPDATE latest_messages l
+             SET content = edited.content, edited_at = edited.edited_at,
+                 mentions = edited.mentions, broadcast = edited.broadcast
+             FROM edited
+             WHERE l.conversation_id = edited.conversation_id AND l.id = edited.id
          )
          SELECT * FROM edited"
     ))
@@ -463,13 +470,54 @@ pub(crate) async fn edit_message(
     .bind((!mentions.user_ids.is_empty()).then_some(&mentions.user_ids))
     .bind(mentions.broadcast.map(|b| b.as_i16()))
     .bind(&mentions.notified)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(backend)?;
-    row.ok_or(StoreError::NotFound)?.try_into()
+    let message = row.ok_or(StoreError::NotFound)?.try_into()?;
+    tx.commit().await.map_err(backend)?;
+    Ok(message)
+}
+
+/// The conversation of a message, and the id of the message its copy of the
+/// newest message is (None: no copy).
+struct LockedLatest {
+    conversation_id: Id,
+    copied_id: Option<Id>,
+}
+
+/// Locks the copy of the newest message of `message_id`'s conversation (if
+/// it has one) for the rest of `tx`, before the caller reads anything else:
+/// see the module's doc. None if there is no such message.
+async fn lock_latest(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    message_id: Id,
+) -> StoreResult<Option<LockedLatest>> {
+    let conversation_id: Option<Id> =
+        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE id = $1")
+            .bind(message_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    let Some(conversation_id) = conversation_id else {
+        return Ok(None);
+    };
+    let copied_id: Option<Id> =
+        sqlx::query_scalar("SELECT id FROM latest_messages WHERE conversation_id = $1 FOR UPDATE")
+            .bind(conversation_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    Ok(Some(LockedLatest {
+        conversation_id,
+        copied_id,
+    }))
 }
 
 pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let Some(locked) = lock_latest(&mut tx, id).await? else {
+        return Err(StoreError::NotFound);
+    };
     // One statement: the deletion, its entry for the unread count, the end
     // of its mentions, and its attachments hidden.
     let deleted: i64 = sqlx::query_scalar(
@@ -491,11 +539,51 @@ pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -
     )
     .bind(id)
     .bind(millis(now))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await
     .map_err(backend)?;
     if deleted == 0 {
         return Err(StoreError::NotFound);
     }
+    if locked.copied_id == Some(id) {
+        replace_latest(&mut tx, locked.conversation_id, id).await?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(())
+}
+
+/// The copy of `conversation_id`'s newest message, which was `deleted_id`,
+/// becomes the newest live message (the caller's transaction has deleted
+/// `deleted_id`), or goes when there is none.
+async fn replace_latest(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    conversation_id: Id,
+    deleted_id: Id,
+) -> StoreResult<()> {
+    sqlx::query(concat!(
+        "WITH prev AS (
+             SELECT ",
+        latest_columns!(),
+        " FROM messages
+             WHERE conversation_id = $1 AND deleted_at IS NULL
+             ORDER BY seq DESC LIMIT 1
+         ), gone AS (
+             DELETE FROM latest_messages
+             WHERE conversation_id = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM prev)
+         )
+         UPDATE latest_messages l
+         SET (",
+        latest_columns!(),
+        ") = (prev.id, prev.user_id, prev.seq, prev.content, prev.kind,
+               prev.parent_message_id, prev.call_session_id, prev.client_message_id,
+               prev.created_at, prev.edited_at, prev.mentions, prev.broadcast)
+         FROM prev
+         WHERE l.conversation_id = $1 AND l.id = $2"
+    ))
+    .bind(conversation_id)
+    .bind(deleted_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
     Ok(())
 }

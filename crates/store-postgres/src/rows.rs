@@ -29,6 +29,41 @@ macro_rules! message_columns {
          client_message_id, created_at, edited_at, deleted_at, mentions, broadcast"
     };
 }
+/// The columns `latest_messages` copies from `messages` (all but
+/// `conversation_id`, its key, and `deleted_at`, always NULL for a live
+/// message).
+macro_rules! latest_columns {
+    () => {
+        "id, user_id, seq, content, kind, parent_message_id, call_session_id, \
+         client_message_id, created_at, edited_at, mentions, broadcast"
+    };
+}
+/// Copies the newest row of `$source` (a name in scope with the message
+/// columns) into `latest_messages`, unless the copy there is newer: a send's
+/// step that keeps its conversation's newest message (see migration 0008).
+macro_rules! copy_latest {
+    ($source:literal) => {
+        concat!(
+            "INSERT INTO latest_messages (conversation_id, ",
+            latest_columns!(),
+            ")
+             SELECT conversation_id, ",
+            latest_columns!(),
+            " FROM ",
+            $source,
+            " ORDER BY seq DESC LIMIT 1
+             ON CONFLICT (conversation_id) DO UPDATE
+             SET id = excluded.id, user_id = excluded.user_id, seq = excluded.seq,
+                 content = excluded.content, kind = excluded.kind,
+                 parent_message_id = excluded.parent_message_id,
+                 call_session_id = excluded.call_session_id,
+                 client_message_id = excluded.client_message_id,
+                 created_at = excluded.created_at, edited_at = excluded.edited_at,
+                 mentions = excluded.mentions, broadcast = excluded.broadcast
+             WHERE latest_messages.seq < excluded.seq"
+        )
+    };
+}
 macro_rules! reaction_columns {
     () => {
         "id, message_id, user_id, emoji, created_at"
@@ -57,7 +92,8 @@ macro_rules! job_columns {
     };
 }
 pub(crate) use {
-    attachment_columns, call_columns, conversation_columns, job_columns, message_columns,
+    attachment_columns, call_columns, conversation_columns, copy_latest, job_columns,
+    latest_columns, message_columns,
     participant_columns, reaction_columns, user_columns,
 };
 

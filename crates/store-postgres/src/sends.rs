@@ -36,6 +36,9 @@
 //!    `base + k`; the ids (one shared sequence) are drawn in that order, under
 //!    the row lock, so they increase with seq across batches and instances;
 //! 5. `claimed`: the client ids of the new messages;
+//! 6. `read`: the senders' read positions move to their newest message;
+//! 7. `latest`: the conversation's copy of its newest message (the
+//!    conversation list reads it there; see `read_state.rs`);
 //!
 //! and it returns the inserted rows and the originals, each with its `i`.
 //! A batch of one runs a plainer statement with the same steps and result
@@ -89,7 +92,7 @@ use sqlx::{PgExecutor, PgPool};
 use tokio::sync::oneshot;
 
 use crate::error::{backend, violation, Violation};
-use crate::rows::{message_columns, MessageRow};
+use crate::rows::{copy_latest, latest_columns, message_columns, MessageRow};
 
 /// The most sends written in one statement. Bounds the statement's size and
 /// the time the row lock is held for one batch.
@@ -431,6 +434,10 @@ impl Sends {
                  FROM (SELECT user_id, max(seq) AS seq FROM inserted GROUP BY user_id) AS own
                  WHERE m.conversation_id = $1 AND m.user_id = own.user_id
                    AND m.last_read_seq < own.seq
+             ), latest AS (
+                 ",
+            copy_latest!("inserted"),
+            "
              )
              SELECT conv.sends[inserted.seq - conv.base] AS i, true AS created, inserted.*
              FROM conv, inserted
@@ -505,6 +512,10 @@ async fn one_statement<'e, E: PgExecutor<'e>>(
              WHERE m.conversation_id = inserted.conversation_id
                AND m.user_id = inserted.user_id
                AND m.last_read_seq < inserted.seq
+         ), latest AS (
+             ",
+        copy_latest!("inserted"),
+        "
          )
          SELECT 1::bigint AS i, true AS created, inserted.*
          FROM inserted

@@ -179,6 +179,15 @@ async fn a_month_without_partition_uses_the_default_and_maintain_moves_it_out() 
         .expect("read")
         .expect("still there");
     assert_eq!(moved.content, "from the future");
+    // Every column made the move: the search index entry of a sent message
+    // too.
+    let indexed: bool =
+        sqlx::query_scalar("SELECT search_vector IS NOT NULL FROM messages WHERE id = $1")
+            .bind(first.id)
+            .fetch_one(&raw)
+            .await
+            .expect("search vector");
+    assert!(indexed, "the move lost the search vector");
     assert_eq!(
         count(&raw, "SELECT count(*) FROM messages_default").await,
         0
@@ -330,4 +339,25 @@ async fn calls_and_jobs_tables_have_their_keys_and_indexes() {
     let plan = plan.join("\n");
     assert!(plan.contains("jobs_due_idx"), "{plan}");
     assert!(!plan.contains("Sort"), "{plan}");
+}
+
+/// Moving rows between partitions names every column of `messages`: one
+/// added by a later migration and left out of the list would be lost.
+#[tokio::test]
+async fn the_moved_columns_are_every_column_of_messages() {
+    let (db, _store) = TestDb::migrated().await;
+    let raw = db.raw().await;
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT attname::text FROM pg_attribute
+         WHERE attrelid = 'messages'::regclass AND attnum > 0 AND NOT attisdropped
+         ORDER BY attnum",
+    )
+    .fetch_all(&raw)
+    .await
+    .expect("columns");
+    let listed: Vec<String> = chatterly_store_postgres::MESSAGE_TABLE_COLUMNS
+        .split(',')
+        .map(|c| c.trim().to_owned())
+        .collect();
+    assert_eq!(listed, columns);
 }

@@ -574,7 +574,21 @@ pub async fn inbox_rows(store: &dyn Store) {
         .expect("member");
     assert_eq!(entry.member_ids, expected);
 
-    // The newest is deleted: the one before shows, and counts follow.
+    // An edit of the newest shows; an edit of an older one changes nothing
+    // there.
+    let edited = store
+        .edit_message(second.id, "second, edited", &Mentions::default(), crate::now())
+        .await
+        .expect("edit");
+    store
+        .edit_message(first.id, "first, edited", &Mentions::default(), crate::now())
+        .await
+        .expect("edit");
+    let listed = store.inbox(alice).await.expect("inbox");
+    assert_eq!(listed[0].latest.as_ref(), Some(&edited));
+
+    // The newest is deleted: the one before shows (as edited), and counts
+    // follow.
     store
         .soft_delete_message(second.id, crate::now())
         .await
@@ -584,10 +598,21 @@ pub async fn inbox_rows(store: &dyn Store) {
         .await
         .expect("entry")
         .expect("member");
-    assert_eq!(entry.latest.as_ref().map(|m| m.id), Some(first.id));
+    let before = store
+        .message_by_id(first.id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(before.content, "first, edited");
+    assert_eq!(entry.latest.as_ref(), Some(&before));
     assert_eq!(entry.read.unread_count, 0);
     let listed = store.inbox(alice).await.expect("inbox");
-    assert_eq!(listed[0].latest.as_ref().map(|m| m.id), Some(first.id));
+    assert_eq!(listed[0].latest.as_ref(), Some(&before));
+    // Deleting it again changes nothing.
+    assert!(matches!(
+        store.soft_delete_message(second.id, crate::now()).await,
+        Err(StoreError::NotFound)
+    ));
     store
         .soft_delete_message(first.id, crate::now())
         .await
@@ -599,6 +624,19 @@ pub async fn inbox_rows(store: &dyn Store) {
         .expect("member");
     assert!(entry.latest.is_none(), "nothing left to show");
     assert_eq!(entry.conversation.last_seq, 2);
+    assert!(store.inbox(alice).await.expect("inbox")[0].latest.is_none());
+    // A reply in a thread is the newest message too.
+    let reply = store
+        .insert_message(NewMessage {
+            parent_message_id: Some(first.id),
+            ..text(busy, bob, "a reply")
+        })
+        .await
+        .expect("reply");
+    let listed = store.inbox(alice).await.expect("inbox");
+    assert_eq!(listed[0].conversation.id, busy);
+    assert_eq!(listed[0].latest.as_ref(), Some(reply.message()));
+    assert_eq!(listed[0].read.unread_count, 1);
     assert!(store
         .inbox(user(store, "nobody").await)
         .await
