@@ -61,6 +61,10 @@ async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     raw.execute("UPDATE mentions x SET message_created_at = m.created_at FROM messages m WHERE m.id = x.message_id")
         .await?;
+    raw.execute(
+        "UPDATE latest_messages l SET created_at = m.created_at FROM messages m WHERE m.id = l.id",
+    )
+    .await?;
     raw.execute("ANALYZE").await?;
 
     let (timings, _) = testkit::time_calls(
