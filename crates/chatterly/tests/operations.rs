@@ -878,8 +878,7 @@ async fn retention_drops_old_partitions_on_postgres() {
         .as_i64()
         .expect("id");
     let default_room = group(&server, &alice, "older", &[&bob]).await;
-    let default_id = send(&server, &alice, default_room, json!({ "content": "older" })).await
-        ["id"]
+    let default_id = send(&server, &alice, default_room, json!({ "content": "older" })).await["id"]
         .as_i64()
         .expect("id");
     server.terminate();

@@ -52,9 +52,7 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 
 use crate::error::backend;
-use crate::rows::{
-    convert_all, latest_columns, message_columns, InboxRow, MessageRow, ReceiptRow,
-};
+use crate::rows::{convert_all, latest_columns, message_columns, InboxRow, MessageRow, ReceiptRow};
 
 /// The inbox columns and joins; a `WHERE` follows. `$members` is the
 /// expression for the `member_ids` column.

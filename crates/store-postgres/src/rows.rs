@@ -96,8 +96,7 @@ macro_rules! job_columns {
 }
 pub(crate) use {
     attachment_columns, call_columns, conversation_columns, copy_latest, job_columns,
-    latest_columns, message_columns,
-    participant_columns, reaction_columns, user_columns,
+    latest_columns, message_columns, participant_columns, reaction_columns, user_columns,
 };
 
 fn ms(ts: Timestamp) -> Timestamp {

@@ -431,7 +431,11 @@ async fn the_inbox_reads_the_newest_messages_from_their_copies() {
             assert!(entry.latest.is_none(), "no messages, no copy");
             continue;
         }
-        let newest = if entry.conversation.id == first_id { 4 } else { 5 };
+        let newest = if entry.conversation.id == first_id {
+            4
+        } else {
+            5
+        };
         let latest = entry.latest.as_ref().expect("a newest message");
         assert_eq!(
             (latest.seq, latest.content.clone()),

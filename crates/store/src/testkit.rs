@@ -577,11 +577,21 @@ pub async fn inbox_rows(store: &dyn Store) {
     // An edit of the newest shows; an edit of an older one changes nothing
     // there.
     let edited = store
-        .edit_message(second.id, "second, edited", &Mentions::default(), crate::now())
+        .edit_message(
+            second.id,
+            "second, edited",
+            &Mentions::default(),
+            crate::now(),
+        )
         .await
         .expect("edit");
     store
-        .edit_message(first.id, "first, edited", &Mentions::default(), crate::now())
+        .edit_message(
+            first.id,
+            "first, edited",
+            &Mentions::default(),
+            crate::now(),
+        )
         .await
         .expect("edit");
     let listed = store.inbox(alice).await.expect("inbox");
