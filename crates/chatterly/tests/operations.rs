@@ -745,8 +745,12 @@ async fn retention_fixture(server: &Instance, alice: &User, room: i64) -> Vec<i6
     ids
 }
 
-/// `unread_count` of the conversation as `user` sees it.
-async fn unread_count(instance: &Instance, user: &User, conversation: i64) -> i64 {
+/// The conversation as `user` sees it (`GET /api/v1/conversations/:id`).
+async fn conversation_seen_by(
+    instance: &Instance,
+    user: &User,
+    conversation: i64,
+) -> serde_json::Value {
     let (status, body) = call(
         reqwest::Method::GET,
         instance.url(&format!("/api/v1/conversations/{conversation}")),
@@ -755,20 +759,19 @@ async fn unread_count(instance: &Instance, user: &User, conversation: i64) -> i6
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    body["data"]["unread_count"].as_i64().expect("unread_count")
+    body["data"].clone()
+}
+
+/// `unread_count` of the conversation as `user` sees it.
+async fn unread_count(instance: &Instance, user: &User, conversation: i64) -> i64 {
+    conversation_seen_by(instance, user, conversation).await["unread_count"]
+        .as_i64()
+        .expect("unread_count")
 }
 
 /// `last_message` of the conversation as `user` sees it.
 async fn last_message(instance: &Instance, user: &User, conversation: i64) -> serde_json::Value {
-    let (status, body) = call(
-        reqwest::Method::GET,
-        instance.url(&format!("/api/v1/conversations/{conversation}")),
-        Some(&user.token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["data"]["last_message"].clone()
+    conversation_seen_by(instance, user, conversation).await["last_message"].clone()
 }
 
 /// Polls the history until `gone` are no longer in it.
