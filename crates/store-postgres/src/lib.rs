@@ -37,11 +37,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chatterly_store::{
     millis, now, AccountChange, Attachment, CallChange, CallParticipant, CallSession,
-    CallTransition, Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job,
-    JobFor, JobStatus, MarkKind, Marked, Member, Mentions, Message, NewAttachment, NewCall,
-    NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged, Reaction, Receipt, Role,
-    SearchHit, SearchRequest, Store, StoreError, StoreResult, Timestamp, User, CONFLICT_EMAIL,
-    CONFLICT_MEMBER, CONFLICT_QUOTA, CONFLICT_REACTION, CONFLICT_USERNAME,
+    CallTransition, Conversation, ConversationKind, HistoryPage, Id, InboxCursor, InboxEntry,
+    Inserted, Job, JobFor, JobStatus, MarkKind, Marked, Member, Mentions, Message, NewAttachment,
+    NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged, Reaction,
+    Receipt, Role, SearchHit, SearchRequest, Store, StoreError, StoreResult, Timestamp, User,
+    CONFLICT_EMAIL, CONFLICT_MEMBER, CONFLICT_QUOTA, CONFLICT_REACTION, CONFLICT_USERNAME,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -964,6 +964,15 @@ impl Store for PgStore {
 
     async fn inbox(&self, user_id: Id) -> StoreResult<Vec<InboxEntry>> {
         read_state::inbox(&self.pool, user_id).await
+    }
+
+    async fn inbox_page(
+        &self,
+        user_id: Id,
+        after: Option<InboxCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        read_state::inbox_page(&self.pool, user_id, after, limit).await
     }
 
     async fn inbox_entry(

@@ -44,8 +44,8 @@
 //! whatever they committed, so the counts it returns are exact.
 
 use chatterly_store::{
-    millis, ConversationKind, Id, InboxEntry, MarkKind, Marked, Mentions, Message, ReadState,
-    Receipt, StoreError, StoreResult, Timestamp,
+    millis, ConversationKind, Id, InboxCursor, InboxEntry, MarkKind, Marked, Mentions, Message,
+    ReadState, Receipt, StoreError, StoreResult, Timestamp,
 };
 use std::collections::HashMap;
 
@@ -196,6 +196,44 @@ pub(crate) async fn inbox(pool: &PgPool, user_id: Id) -> StoreResult<Vec<InboxEn
     if !unseen.is_empty() {
         add_members(&mut entries, member_ids_of(pool, &unseen).await?);
     }
+    fill_latest(pool, &mut entries).await?;
+    Ok(entries)
+}
+
+/// A page of the inbox: the page's conversations are chosen first (`$2`,
+/// `$3` the cursor's activity and id, NULL from the start; `$4` the limit),
+/// so only they are counted; the members as an array per row (at most a
+/// page of them).
+const INBOX_PAGE_QUERY: &str = concat!(
+    inbox_select!(
+        "ARRAY(SELECT o.user_id FROM conversation_members o WHERE o.conversation_id = c.id)"
+    ),
+    " WHERE m.user_id = $1 AND m.conversation_id IN (
+         SELECT p.conversation_id FROM conversation_members p
+         JOIN conversations pc ON pc.id = p.conversation_id
+         WHERE p.user_id = $1
+           AND ($2::timestamptz IS NULL OR (pc.last_activity_at, pc.id) < ($2, $3))
+         ORDER BY pc.last_activity_at DESC, pc.id DESC
+         LIMIT $4
+     )
+     ORDER BY c.last_activity_at DESC, c.id DESC"
+);
+
+pub(crate) async fn inbox_page(
+    pool: &PgPool,
+    user_id: Id,
+    after: Option<InboxCursor>,
+    limit: u32,
+) -> StoreResult<Vec<InboxEntry>> {
+    let rows: Vec<InboxRow> = sqlx::query_as(INBOX_PAGE_QUERY)
+        .bind(user_id)
+        .bind(after.map(|a| a.last_activity_at))
+        .bind(after.map(|a| a.conversation_id))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(backend)?;
+    let mut entries: Vec<InboxEntry> = convert_all(rows)?;
     fill_latest(pool, &mut entries).await?;
     Ok(entries)
 }

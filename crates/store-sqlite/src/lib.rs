@@ -36,11 +36,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chatterly_store::{
     AccountChange, Attachment, CallChange, CallParticipant, CallSession, CallTransition,
-    Conversation, ConversationKind, HistoryPage, Id, InboxEntry, Inserted, Job, JobFor, JobStatus,
-    MarkKind, Marked, Member, Mentions, Message, MessageKind, NewAttachment, NewCall,
-    NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged, Reaction, ReadState,
-    Receipt, Role, SearchHit, SearchRequest, Store, StoreError, StoreResult, Timestamp, User,
-    CONFLICT_ATTACHMENT, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_QUOTA, CONFLICT_REACTION,
+    Conversation, ConversationKind, HistoryPage, Id, InboxCursor, InboxEntry, Inserted, Job,
+    JobFor, JobStatus, MarkKind, Marked, Member, Mentions, Message, MessageKind, NewAttachment,
+    NewCall, NewConversation, NewJob, NewMessage, NewUser, ProfileUpdate, Purged, Reaction,
+    ReadState, Receipt, Role, SearchHit, SearchRequest, Store, StoreError, StoreResult, Timestamp,
+    User, CONFLICT_ATTACHMENT, CONFLICT_CALL, CONFLICT_MEMBER, CONFLICT_QUOTA, CONFLICT_REACTION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -260,6 +260,18 @@ macro_rules! inbox_select {
 /// them in Rust costs a fraction of SQLite's sorter copying them.
 const INBOX: &str = concat!(inbox_select!(), " WHERE m.user_id = ?1");
 
+/// A page of [`INBOX`]: the page's conversations are chosen first (`?2`,
+/// `?3` the cursor's activity and id, NULL from the start; `?4` the limit),
+/// so only they are counted.
+const INBOX_PAGE: &str = concat!(
+    inbox_select!(),
+    " WHERE m.user_id = ?1 AND m.conversation_id IN (",
+    "SELECT p.conversation_id FROM conversation_members p",
+    " JOIN conversations pc ON pc.id = p.conversation_id",
+    " WHERE p.user_id = ?1 AND (?2 IS NULL OR (pc.last_activity_at, pc.id) < (?2, ?3))",
+    " ORDER BY pc.last_activity_at DESC, pc.id DESC LIMIT ?4)"
+);
+
 const INBOX_ENTRY: &str = concat!(
     inbox_select!(),
     " WHERE m.user_id = ?1 AND m.conversation_id = ?2"
@@ -287,6 +299,14 @@ const NEWEST_LIVE: &str = concat!(
     " FROM messages WHERE conversation_id = ?1 AND deleted_at IS NULL",
     " ORDER BY seq DESC LIMIT 1"
 );
+
+/// Most recent activity first, ties by id descending (the list's order).
+fn sort_by_activity(entries: &mut [InboxEntry]) {
+    entries.sort_unstable_by(|a, b| {
+        (b.conversation.last_activity_at, b.conversation.id)
+            .cmp(&(a.conversation.last_activity_at, a.conversation.id))
+    });
+}
 
 /// Runs `read` in one read transaction (one snapshot for its statements).
 fn snapshot<T>(c: &Connection, read: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
@@ -1526,11 +1546,38 @@ impl Store for SqliteStore {
                     let mut statement = c.prepare_cached(INBOX).db()?;
                     let mut entries = rows::all(&mut statement, [user_id], 16, inbox_row)?;
                     fill_latest(c, &mut entries)?;
-                    // Most recent activity first, ties by id descending.
-                    entries.sort_unstable_by(|a, b| {
-                        (b.conversation.last_activity_at, b.conversation.id)
-                            .cmp(&(a.conversation.last_activity_at, a.conversation.id))
-                    });
+                    sort_by_activity(&mut entries);
+                    Ok(entries)
+                })
+            })
+            .await
+    }
+
+    async fn inbox_page(
+        &self,
+        user_id: Id,
+        after: Option<InboxCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        let (after_ms, after_id) = match after {
+            Some(cursor) => (
+                Some(to_millis(cursor.last_activity_at)),
+                Some(cursor.conversation_id),
+            ),
+            None => (None, None),
+        };
+        self.readers
+            .read_long(move |c| {
+                snapshot(c, |c| {
+                    let mut statement = c.prepare_cached(INBOX_PAGE).db()?;
+                    let mut entries = rows::all(
+                        &mut statement,
+                        params![user_id, after_ms, after_id, i64::from(limit)],
+                        limit.min(1_000) as usize,
+                        inbox_row,
+                    )?;
+                    fill_latest(c, &mut entries)?;
+                    sort_by_activity(&mut entries);
                     Ok(entries)
                 })
             })

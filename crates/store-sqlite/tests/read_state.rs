@@ -39,6 +39,7 @@ shared!(
     new_members_start_caught_up,
     mentions_count_list_edit_and_delete,
     inbox_rows,
+    inbox_pages,
     receipts_and_the_setting,
     attachments_attach_hide_and_clean,
 );

@@ -227,6 +227,15 @@ pub trait Store: Send + Sync + 'static {
     /// most recent activity first (ties: id desc), as `conversations_for_user`.
     /// One snapshot; no history scan (see [`ReadState`]).
     async fn inbox(&self, user_id: Id) -> StoreResult<Vec<InboxEntry>>;
+    /// A page of `inbox`: at most `limit` rows, those after `after` (`None`:
+    /// from the start). The page's conversations are chosen first, so its
+    /// cost follows `limit`, not the user's number of conversations.
+    async fn inbox_page(
+        &self,
+        user_id: Id,
+        after: Option<InboxCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxEntry>>;
     /// One row of `inbox`; `None` if the user is not a member.
     async fn inbox_entry(
         &self,

@@ -425,6 +425,14 @@ pub struct ReadState {
     pub mention_count: i64,
 }
 
+/// Where a page of the conversation list starts: just after this
+/// conversation in activity order (most recent first, ties by id desc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxCursor {
+    pub last_activity_at: Timestamp,
+    pub conversation_id: Id,
+}
+
 /// A row of a member's conversation list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboxEntry {

@@ -654,6 +654,67 @@ pub async fn inbox_rows(store: &dyn Store) {
         .is_empty());
 }
 
+/// Pages of the inbox: in the list's order, each row as the whole list has
+/// it, every conversation once, ending with a short (or empty) page.
+pub async fn inbox_pages(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let c = conversation(store, ConversationKind::Group, alice, &[bob]).await;
+        if n % 2 == 0 {
+            send(store, c, bob, &format!("m{n}")).await;
+        }
+        ids.push(c);
+    }
+    // The oldest conversation becomes the most recent.
+    send(store, ids[0], bob, "again").await;
+    let whole = store.inbox(alice).await.expect("inbox");
+    assert_eq!(whole.len(), 7);
+    assert_eq!(whole[0].conversation.id, ids[0]);
+
+    let mut paged: Vec<InboxEntry> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.inbox_page(alice, after, 3).await.expect("page");
+        assert!(page.len() <= 3);
+        let full = page.len() == 3;
+        after = page.last().map(|e| crate::InboxCursor {
+            last_activity_at: e.conversation.last_activity_at,
+            conversation_id: e.conversation.id,
+        });
+        paged.extend(page);
+        if !full {
+            break;
+        }
+    }
+    assert_eq!(paged, whole, "the pages are the list");
+    assert_eq!(
+        store.inbox_page(alice, None, 100).await.expect("page"),
+        whole
+    );
+    let first = store.inbox_page(alice, None, 1).await.expect("page");
+    assert_eq!(first, whole[..1]);
+    // After the last one: nothing.
+    let last = &whole[6];
+    let beyond = crate::InboxCursor {
+        last_activity_at: last.conversation.last_activity_at,
+        conversation_id: last.conversation.id,
+    };
+    assert!(store
+        .inbox_page(alice, Some(beyond), 3)
+        .await
+        .expect("page")
+        .is_empty());
+    // Someone else's list is theirs.
+    let carol = user(store, "carol").await;
+    assert!(store
+        .inbox_page(carol, None, 3)
+        .await
+        .expect("page")
+        .is_empty());
+}
+
 /// Receipts: every member's positions with their setting, in user order,
 /// bounded by the limit; the setting changes through the profile.
 pub async fn receipts_and_the_setting(store: &dyn Store) {
