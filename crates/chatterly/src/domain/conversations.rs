@@ -3,7 +3,7 @@
 //! pair, 10.10).
 
 use chatterly_store::{
-    Conversation, ConversationKind, Id, InboxEntry, NewConversation, Role, StoreError,
+    Conversation, ConversationKind, Id, InboxCursor, InboxEntry, NewConversation, Role, StoreError,
     CONFLICT_MEMBER,
 };
 
@@ -53,6 +53,40 @@ impl Domain {
     pub async fn list_conversations(&self, identity: &Identity) -> DomainResult<ConversationList> {
         let entries = self.store.inbox(identity.user_id).await?;
         self.conversation_list(entries).await
+    }
+
+    /// A page of the caller's conversations in the list's order: at most
+    /// `limit` (default and bounds as for history), after `cursor` (the
+    /// previous page's `next_cursor`). `next_cursor` is set when the page is
+    /// full. A conversation whose activity moves while a client pages may
+    /// show twice or be passed over; the user stream's events keep the
+    /// client's list current.
+    pub async fn list_conversations_page(
+        &self,
+        identity: &Identity,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> DomainResult<(ConversationList, Option<String>)> {
+        let limit = limit
+            .unwrap_or(i64::from(self.limits.default_page))
+            .clamp(1, i64::from(self.limits.max_page)) as u32;
+        let after = cursor.map(parse_list_cursor).transpose()?;
+        let entries = self
+            .store
+            .inbox_page(identity.user_id, after, limit)
+            .await?;
+        let next_cursor = if entries.len() == limit as usize {
+            entries.last().map(|e| {
+                format!(
+                    "{}_{}",
+                    e.conversation.last_activity_at.timestamp_millis(),
+                    e.conversation.id
+                )
+            })
+        } else {
+            None
+        };
+        Ok((self.conversation_list(entries).await?, next_cursor))
     }
 
     /// 404 if it does not exist, 403 if the caller is not a member (contract
@@ -269,5 +303,45 @@ impl Domain {
             user_id,
         });
         Ok(())
+    }
+}
+
+/// A conversation list cursor, `<last activity in Unix ms>_<conversation id>`
+/// as `list_conversations_page` writes it; anything else is a 400.
+fn parse_list_cursor(cursor: &str) -> DomainResult<InboxCursor> {
+    let invalid = || DomainError::bad_request("cursor is not a conversation list cursor");
+    let (millis, id) = cursor.trim().split_once('_').ok_or_else(invalid)?;
+    let millis: i64 = millis.parse().map_err(|_| invalid())?;
+    let conversation_id: Id = id.parse().map_err(|_| invalid())?;
+    let last_activity_at = chrono::DateTime::from_timestamp_millis(millis).ok_or_else(invalid)?;
+    Ok(InboxCursor {
+        last_activity_at,
+        conversation_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_list_cursor;
+
+    #[test]
+    fn list_cursors_read_back_and_junk_is_refused() {
+        let cursor = parse_list_cursor("1733460000123_42").expect("valid");
+        assert_eq!(
+            cursor.last_activity_at.timestamp_millis(),
+            1_733_460_000_123
+        );
+        assert_eq!(cursor.conversation_id, 42);
+        for junk in [
+            "",
+            "42",
+            "_",
+            "abc_1",
+            "1_abc",
+            "1_2_3",
+            "99999999999999999999_1",
+        ] {
+            assert!(parse_list_cursor(junk).is_err(), "{junk:?}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::extract::{Auth, Ids, JsonBody};
+use super::extract::{Auth, Ids, JsonBody, QueryParams};
 use super::AppState;
 use crate::domain::{DomainError, DomainResult, NewConversationRequest};
 use crate::views::ConversationView;
@@ -24,6 +24,9 @@ pub struct ConversationBody {
 #[allow(dead_code)]
 pub struct ConversationListBody {
     data: Vec<ConversationView>,
+    /// Only on a page (`limit` or `cursor` given): the `cursor` of the next
+    /// page, null on the last one.
+    next_cursor: Option<String>,
 }
 
 /// Conversation create body: `name`, `description`, `conversation_type` flat
@@ -45,16 +48,40 @@ pub struct AddMemberRequest {
     user_id: i64,
 }
 
-/// The caller's conversations, most recent activity first.
+/// The caller's conversations, most recent activity first: all of them, or
+/// with `limit` or `cursor` a page, with `next_cursor` beside `data`.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations",
     security(("bearer" = [])),
-    responses((status = 200, body = ConversationListBody)))]
-pub async fn list(State(state): State<AppState>, Auth(identity): Auth) -> DomainResult<Response> {
-    let list = state.domain.list_conversations(&identity).await?;
-    // Sized up front, a long list is serialized without the buffer growing
-    // (and copying) a dozen times.
-    let capacity = list.json_len_hint();
-    json_response(&Data { data: &list }, capacity)
+    params(("limit" = Option<i64>, Query, description = "Page size (default 50, clamped to 1..=--max-page); without limit and cursor, the whole list"),
+           ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "The list; a page carries next_cursor (null on the last page)", body = ConversationListBody),
+              (status = 400, description = "limit is not an integer or cursor is not a list cursor")))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(identity): Auth,
+    query: QueryParams,
+) -> DomainResult<Response> {
+    let limit = query.integer("limit")?;
+    let cursor = query.string("cursor").filter(|c| !c.trim().is_empty());
+    if limit.is_none() && cursor.is_none() {
+        let list = state.domain.list_conversations(&identity).await?;
+        // Sized up front, a long list is serialized without the buffer
+        // growing (and copying) a dozen times.
+        let capacity = list.json_len_hint();
+        return json_response(&Data { data: &list }, capacity);
+    }
+    let (list, next_cursor) = state
+        .domain
+        .list_conversations_page(&identity, limit, cursor)
+        .await?;
+    let capacity = list.json_len_hint() + 64;
+    json_response(
+        &Page {
+            data: &list,
+            next_cursor,
+        },
+        capacity,
+    )
 }
 
 /// One conversation with its members.
@@ -85,6 +112,12 @@ pub async fn show(
 #[derive(Serialize)]
 struct Data<T> {
     data: T,
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    data: T,
+    next_cursor: Option<String>,
 }
 
 fn json_response(body: &impl Serialize, capacity: usize) -> DomainResult<Response> {

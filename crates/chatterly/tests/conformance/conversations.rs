@@ -251,6 +251,97 @@ async fn list_returns_only_own_conversations_newest_activity_first(backend: Back
     assert_eq!(ids, [first, shared]);
 }
 
+/// `?limit=`/`?cursor=` (additive): pages of the list in its order with
+/// `next_cursor` beside `data`; the pages put together are the list; bad
+/// parameters are 400 with JSON; without them the answer has no cursor.
+async fn list_pages_follow_the_cursor_and_bad_pages_are_400(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let rana = app.register("rana_h").await;
+    let omar = app.register("omar").await;
+    for n in 0..5 {
+        let id = app.group(&rana, &format!("Room {n}"), &[&omar]).await;
+        if n == 1 {
+            app.send(&omar, id, "hello").await;
+        }
+    }
+    let whole = app
+        .get("/api/v1/conversations", Some(&rana.token))
+        .await
+        .expect(200);
+    assert!(whole.get("next_cursor").is_none(), "{whole}");
+    let whole = whole["data"].as_array().expect("data").clone();
+    assert_eq!(whole.len(), 5);
+
+    let mut paged = Vec::new();
+    let mut query = "limit=2".to_owned();
+    for round in 0.. {
+        assert!(round < 5, "the pages do not end");
+        let body = app
+            .get(&format!("/api/v1/conversations?{query}"), Some(&rana.token))
+            .await
+            .expect(200);
+        let page = body["data"].as_array().expect("data").clone();
+        page.iter().for_each(assert_conversation);
+        assert!(page.len() <= 2);
+        paged.extend(page.iter().cloned());
+        match &body["next_cursor"] {
+            Value::String(cursor) => {
+                assert_eq!(page.len(), 2, "a cursor only after a full page");
+                query = format!("limit=2&cursor={cursor}");
+            }
+            Value::Null => {
+                assert!(page.len() < 2, "a full page has a cursor: {body}");
+                break;
+            }
+            other => panic!("next_cursor is {other}"),
+        }
+    }
+    assert_eq!(paged, whole, "the pages are the list");
+
+    // A cursor alone takes the default page size.
+    let first = app
+        .get("/api/v1/conversations?limit=1", Some(&rana.token))
+        .await
+        .expect(200);
+    let cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+    let rest = app
+        .get(
+            &format!("/api/v1/conversations?cursor={cursor}"),
+            Some(&rana.token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(rest["data"].as_array().map(Vec::len), Some(4));
+    assert_eq!(rest["next_cursor"], Value::Null);
+    // Limits are clamped, not refused.
+    let all = app
+        .get("/api/v1/conversations?limit=100000", Some(&rana.token))
+        .await
+        .expect(200);
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(5));
+    let one = app
+        .get("/api/v1/conversations?limit=0", Some(&rana.token))
+        .await
+        .expect(200);
+    assert_eq!(one["data"].as_array().map(Vec::len), Some(1));
+
+    for query in [
+        "limit=x",
+        "limit=1.5",
+        "limit=99999999999999999999",
+        "cursor=abc",
+        "cursor=12",
+        "cursor=1_x",
+        "cursor=99999999999999999999_1",
+        "limit=2&cursor=%FF%FE",
+    ] {
+        assert_400(
+            &app.get(&format!("/api/v1/conversations?{query}"), Some(&rana.token))
+                .await,
+        );
+    }
+}
+
 async fn show_is_403_for_non_members_and_404_when_missing(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rana = app.register("rana_h").await;
@@ -341,6 +432,7 @@ conformance!(
     create_skips_unknown_members_and_the_creator,
     direct_conversations_are_one_per_pair,
     list_returns_only_own_conversations_newest_activity_first,
+    list_pages_follow_the_cursor_and_bad_pages_are_400,
     show_is_403_for_non_members_and_404_when_missing,
     delete_is_for_the_creator_and_removes_everything,
 );
