@@ -230,6 +230,11 @@ pub struct ConversationListArgs {
     /// Every N-th seeded message mentions the reader.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub mention_every: u32,
+
+    /// Ask for the first page of this many (`?limit=`) instead of the whole
+    /// list (the server clamps it to its `--max-page`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page: Option<u32>,
 }
 
 impl ConversationListArgs {
@@ -242,6 +247,7 @@ impl ConversationListArgs {
             "peers": self.peers,
             "messages": self.messages,
             "mention_every": self.mention_every,
+            "page": self.page,
             "server_pid": self.cpu.server_pid,
         })
     }

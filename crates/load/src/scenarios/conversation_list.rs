@@ -11,6 +11,8 @@
 //! marks every other conversation read. The measured loop drains each body
 //! without parsing it; afterwards one parsed list must hold every
 //! conversation with the counts the setup implies, else the run fails.
+//! With `--page N` every request asks for the first page of N
+//! (`?limit=N`), checked once before the run.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -134,7 +136,13 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
         seconds: setup_start.elapsed().as_secs_f64(),
     };
 
-    let url = Arc::new(api.endpoint("/api/v1/conversations"));
+    let url = Arc::new(match args.page {
+        Some(page) => {
+            check_page(api, &reader, page, n).await?;
+            api.endpoint(&format!("/api/v1/conversations?limit={page}"))
+        }
+        None => api.endpoint("/api/v1/conversations"),
+    });
     let reader = reader.clone();
     let live = Arc::new(Live::default());
     let date = crate::now_rfc3339();
@@ -154,7 +162,10 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
 
     // Nothing the run did may have changed the list.
     check(api, &reader, &expected).await?;
-    let operation = format!("conversations ({n})");
+    let operation = match args.page {
+        Some(page) => format!("conversations (first {page} of {n})"),
+        None => format!("conversations ({n})"),
+    };
     let operations = vec![Operation::new(&operation, &all, elapsed)];
     let mut report = Report::new(
         "conversation-list",
@@ -167,12 +178,47 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
         &all,
         operations,
     );
-    report.notes.push(format!(
-        "each response lists {n} conversations ({} unread messages, {} mentions in all)",
-        expected.unread, expected.mentions
-    ));
+    report.notes.push(match args.page {
+        Some(page) => format!(
+            "each response is the first page of {page} of the reader's {n} conversations \
+             ({} unread messages, {} mentions in all)",
+            expected.unread, expected.mentions
+        ),
+        None => format!(
+            "each response lists {n} conversations ({} unread messages, {} mentions in all)",
+            expected.unread, expected.mentions
+        ),
+    });
     report.cpu = cpu.map(|c| c.per_request(report.requests));
     Ok(report)
+}
+
+/// The first page of `page`: as many rows as asked for (or as there are),
+/// and a cursor when more follow.
+async fn check_page(api: &Api, reader: &Session, page: u32, conversations: usize) -> Result<()> {
+    let url = api.endpoint(&format!("/api/v1/conversations?limit={page}"));
+    let response = api
+        .get(&url, reader)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if !response.status().is_success() {
+        bail!("GET {url} answered {}", response.status());
+    }
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("GET {url}: not JSON"))?;
+    let rows = body["data"].as_array().map_or(0, Vec::len);
+    let expected = (page as usize).min(conversations);
+    // The server may clamp the page to its --max-page.
+    if rows == 0 || rows > expected {
+        bail!("GET {url}: {rows} conversations, expected up to {expected}");
+    }
+    if rows < conversations && !body["next_cursor"].is_string() {
+        bail!("GET {url}: a partial list without next_cursor");
+    }
+    Ok(())
 }
 
 /// One parsed list: every conversation there, with the expected totals.
