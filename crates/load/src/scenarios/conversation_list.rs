@@ -138,7 +138,7 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
 
     let url = Arc::new(match args.page {
         Some(page) => {
-            check_page(api, &reader, page, n).await?;
+            check_page(api, reader, page, n).await?;
             api.endpoint(&format!("/api/v1/conversations?limit={page}"))
         }
         None => api.endpoint("/api/v1/conversations"),
