@@ -6,231 +6,39 @@
 //! lapses.
 
 mod common;
+#[path = "ops/mod.rs"]
+mod ops;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{PgDatabase, PG_JWT_SECRET};
+use common::PgDatabase;
 use futures::{SinkExt, StreamExt};
+use ops::{call, register, Instance, Place, Socket, User, WAIT};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn redis_url() -> String {
-    std::env::var("CHATTERLY_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// One `chatterly serve` process, killed when dropped.
-struct Instance {
-    child: Child,
-    port: u16,
-}
-
-impl Instance {
-    async fn start(db: &PgDatabase, prefix: &str, data_dir: &std::path::Path) -> Instance {
-        Instance::start_with(db, prefix, data_dir, &[]).await
-    }
-
-    /// With extra `serve` flags.
-    async fn start_with(
-        db: &PgDatabase,
-        prefix: &str,
-        data_dir: &std::path::Path,
-        extra: &[&str],
-    ) -> Instance {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_chatterly"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--data-dir", &data_dir.display().to_string()])
-            .args(["--database-url", &db.url, "--jwt-secret", PG_JWT_SECRET])
-            .args(["--redis-url", &redis_url(), "--redis-prefix", prefix])
-            .args([
-                "--presence-ttl",
-                "3",
-                "--rate-limits",
-                "off",
-                "--argon2-memory-kib",
-                "64",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the chatterly binary starts");
-        let instance = Instance { child, port };
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(resp) = client.get(instance.url("/up")).send().await {
-                if resp.status().is_success() {
-                    return instance;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "instance on port {port} did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-struct User {
-    id: i64,
-    token: String,
-}
-
-async fn call(
-    method: reqwest::Method,
-    url: String,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(method, url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let resp = request.send().await.expect("request sent");
-    let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
-async fn register(instance: &Instance, name: &str) -> User {
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(instance.url("/auth/register"))
-        .json(&json!({ "user": { "email": format!("{name}@example.test"), "password": "s3cret-pass", "username": name } }))
-        .send()
-        .await
-        .expect("register sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let token = resp
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .expect("bearer token")
-        .to_owned();
-    let body: Value = resp.json().await.expect("json");
-    User {
-        id: body["user"]["id"].as_i64().expect("id"),
-        token,
-    }
+/// One `chatterly serve` process on the shared PostgreSQL and Redis, with a
+/// short presence TTL (so a killed instance's users go offline quickly) and
+/// `extra` flags.
+async fn start(
+    db: &PgDatabase,
+    prefix: &str,
+    data_dir: &std::path::Path,
+    extra: &[&str],
+) -> Instance {
+    let place = Place::Postgres {
+        db,
+        prefix,
+        data_dir,
+    };
+    let mut flags = vec!["--presence-ttl", "3"];
+    flags.extend_from_slice(extra);
+    Instance::start(&place, &flags).await
 }
 
 async fn send(instance: &Instance, user: &User, conversation: i64, content: &str) -> Value {
-    let (status, body) = call(
-        reqwest::Method::POST,
-        instance.url(&format!("/api/v1/conversations/{conversation}/messages")),
-        Some(&user.token),
-        Some(json!({ "content": content })),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["data"].clone()
-}
-
-struct Socket {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Socket {
-    async fn open(instance: &Instance, user: &User) -> Socket {
-        let mut request = format!(
-            "ws://127.0.0.1:{}/cable?token={}",
-            instance.port, user.token
-        )
-        .into_client_request()
-        .expect("request");
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "actioncable-v1-json".parse().expect("header"),
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("socket opens");
-        let mut socket = Socket { ws };
-        let welcome = socket.next_frame().await.expect("welcome");
-        assert_eq!(welcome["type"], "welcome");
-        socket
-    }
-
-    /// The next frame that is not a ping; `None` when the socket closed.
-    async fn next_frame(&mut self) -> Option<Value> {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("a frame within the wait");
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    let frame: Value = serde_json::from_str(&text).expect("json frame");
-                    if frame["type"] != "ping" {
-                        return Some(frame);
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    }
-
-    /// Waits for a channel message matching `pred`, skipping others.
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            match self.next_frame().await {
-                Some(frame) if pred(&frame) => return frame,
-                Some(_) => {}
-                None => panic!("socket closed while waiting for {what}"),
-            }
-        }
-    }
-
-    async fn subscribe(&mut self, identifier: Value) {
-        let identifier = identifier.to_string();
-        self.ws
-            .send(Message::text(
-                json!({ "command": "subscribe", "identifier": identifier }).to_string(),
-            ))
-            .await
-            .expect("subscribe sent");
-        self.wait_for("confirm_subscription", |f| {
-            f["type"] == "confirm_subscription" && f["identifier"] == identifier.as_str()
-        })
-        .await;
-    }
+    ops::send(instance, user, conversation, json!({ "content": content })).await
 }
 
 fn presence_of(frame: &Value, user_id: i64, status: &str) -> bool {
@@ -242,9 +50,9 @@ async fn three_instances_share_messages_presence_revocation_and_survive_a_kill()
     let db = PgDatabase::create();
     let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let one = Instance::start(&db, &prefix, data_dir.path()).await;
-    let mut two = Instance::start(&db, &prefix, data_dir.path()).await;
-    let three = Instance::start(&db, &prefix, data_dir.path()).await;
+    let one = start(&db, &prefix, data_dir.path(), &[]).await;
+    let mut two = start(&db, &prefix, data_dir.path(), &[]).await;
+    let three = start(&db, &prefix, data_dir.path(), &[]).await;
 
     let alice = register(&one, "alice").await;
     let bob = register(&two, "bob").await;
@@ -262,9 +70,9 @@ async fn three_instances_share_messages_presence_revocation_and_survive_a_kill()
     let room = json!({ "channel": "ConversationChannel", "conversation_id": conversation });
 
     // A message sent through instance 1 reaches sockets on instances 2 and 3.
-    let mut bob_socket = Socket::open(&two, &bob).await;
+    let mut bob_socket = Socket::open(&two, &bob.token).await;
     bob_socket.subscribe(room.clone()).await;
-    let mut carol_socket = Socket::open(&three, &carol).await;
+    let mut carol_socket = Socket::open(&three, &carol.token).await;
     carol_socket.subscribe(room.clone()).await;
     carol_socket
         .subscribe(json!({ "channel": "PresenceChannel" }))
@@ -278,14 +86,14 @@ async fn three_instances_share_messages_presence_revocation_and_survive_a_kill()
     }
 
     // Presence crosses instances and counts devices across instances.
-    let mut alice_phone = Socket::open(&one, &alice).await;
+    let mut alice_phone = Socket::open(&one, &alice.token).await;
     alice_phone
         .subscribe(json!({ "channel": "PresenceChannel" }))
         .await;
     carol_socket
         .wait_for("alice online", |f| presence_of(f, alice.id, "online"))
         .await;
-    let mut alice_desktop = Socket::open(&two, &alice).await;
+    let mut alice_desktop = Socket::open(&two, &alice.token).await;
     alice_desktop
         .subscribe(json!({ "channel": "PresenceChannel" }))
         .await;
@@ -298,7 +106,7 @@ async fn three_instances_share_messages_presence_revocation_and_survive_a_kill()
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Alice is still online on her desktop: the next presence event carol sees
     // is dave's (below), not alice's offline.
-    let mut dave_socket = Socket::open(&two, &dave).await;
+    let mut dave_socket = Socket::open(&two, &dave.token).await;
     dave_socket
         .subscribe(json!({ "channel": "PresenceChannel" }))
         .await;
@@ -311,14 +119,14 @@ async fn three_instances_share_messages_presence_revocation_and_survive_a_kill()
         .wait_for("alice offline", |f| presence_of(f, alice.id, "offline"))
         .await;
 
-    let mut watcher = Socket::open(&three, &alice).await;
+    let mut watcher = Socket::open(&three, &alice.token).await;
     watcher
         .subscribe(json!({ "channel": "PresenceChannel" }))
         .await;
 
     // Revocation crosses instances: logout on instance 1 closes carol's socket
     // on instance 3, and every instance refuses the token.
-    let mut carol_second = Socket::open(&three, &carol).await;
+    let mut carol_second = Socket::open(&three, &carol.token).await;
     let (status, _) = call(
         reqwest::Method::DELETE,
         one.url("/auth/logout"),
@@ -362,7 +170,7 @@ async fn three_instances_share_messages_presence_revocation_and_survive_a_kill()
             .await,
         );
     }
-    let mut bob_again = Socket::open(&three, &bob).await;
+    let mut bob_again = Socket::open(&three, &bob.token).await;
     let catch_up = json!({ "channel": "ConversationChannel", "conversation_id": conversation, "since_seq": last_seen_seq });
     bob_again.subscribe(catch_up).await;
     // A message racing the catch-up is delivered once too.
@@ -476,7 +284,7 @@ async fn eventually(what: &str, limit: Duration, done: impl Fn() -> Option<Strin
 /// A socket for `user` on `instance`, on its CallChannel and the
 /// conversations' streams, recording.
 async fn call_socket(instance: &Instance, user: &User, conversations: &[i64]) -> Recorder {
-    let mut socket = Socket::open(instance, user).await;
+    let mut socket = Socket::open(instance, &user.token).await;
     socket.subscribe(json!({ "channel": "CallChannel" })).await;
     for id in conversations {
         socket
@@ -588,9 +396,9 @@ async fn calls_started_on_any_instance_are_missed_once_and_announced_everywhere(
     let db = PgDatabase::create();
     let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let one = Instance::start_with(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
-    let two = Instance::start_with(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
-    let three = Instance::start_with(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
+    let one = start(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
+    let two = start(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
+    let three = start(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
     let instances = [&one, &two, &three];
     let users = [
         register(&one, "alice").await,
@@ -678,9 +486,9 @@ async fn a_call_whose_instance_dies_after_the_201_is_still_missed_once() {
     let db = PgDatabase::create();
     let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut one = Instance::start_with(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
-    let two = Instance::start_with(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
-    let three = Instance::start_with(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
+    let mut one = start(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
+    let two = start(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
+    let three = start(&db, &prefix, data_dir.path(), &RING_FLAGS).await;
     let alice = register(&one, "alice").await;
     let bob = register(&two, "bob").await;
     let conversation = group_of(&two, &alice, &[&bob]).await;
@@ -750,18 +558,18 @@ async fn a_late_joiner_on_another_instance_hears_every_toggle() {
     let db = PgDatabase::create();
     let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let one = Instance::start(&db, &prefix, data_dir.path()).await;
-    let two = Instance::start(&db, &prefix, data_dir.path()).await;
-    let three = Instance::start(&db, &prefix, data_dir.path()).await;
+    let one = start(&db, &prefix, data_dir.path(), &[]).await;
+    let two = start(&db, &prefix, data_dir.path(), &[]).await;
+    let three = start(&db, &prefix, data_dir.path(), &[]).await;
     let alice = register(&one, "alice").await;
     let bob = register(&two, "bob").await;
     let carol = register(&three, "carol").await;
     let conversation = group_of(&one, &alice, &[&bob, &carol]).await;
-    let mut alice_socket = Socket::open(&one, &alice).await;
+    let mut alice_socket = Socket::open(&one, &alice.token).await;
     alice_socket
         .subscribe(json!({ "channel": "CallChannel" }))
         .await;
-    let mut bob_socket = Socket::open(&two, &bob).await;
+    let mut bob_socket = Socket::open(&two, &bob.token).await;
     bob_socket
         .subscribe(json!({ "channel": "CallChannel" }))
         .await;
@@ -865,22 +673,6 @@ async fn a_late_joiner_on_another_instance_hears_every_toggle() {
 // ---- read state across instances ------------------------------------------------
 
 /// A second token for `user` (another device), through `instance`.
-async fn login_again(instance: &Instance, name: &str) -> String {
-    let resp = reqwest::Client::new()
-        .post(instance.url("/auth/login"))
-        .json(&json!({ "user": { "email": format!("{name}@example.test"), "password": "s3cret-pass" } }))
-        .send()
-        .await
-        .expect("login sent");
-    assert_eq!(resp.status().as_u16(), 200);
-    resp.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .expect("bearer token")
-        .to_owned()
-}
-
 /// The caller's view of one conversation through `instance`.
 async fn conversation_on(instance: &Instance, user: &User, id: i64) -> Value {
     let (status, body) = call(
@@ -906,8 +698,8 @@ async fn read_positions_receipts_and_mentions_cross_instances() {
     let db = PgDatabase::create();
     let prefix = format!("chatterly_test_{}", uuid::Uuid::new_v4().simple());
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let one = Instance::start(&db, &prefix, data_dir.path()).await;
-    let two = Instance::start(&db, &prefix, data_dir.path()).await;
+    let one = start(&db, &prefix, data_dir.path(), &[]).await;
+    let two = start(&db, &prefix, data_dir.path(), &[]).await;
 
     let alice = register(&one, "alice").await;
     let bob = register(&two, "bob").await;
@@ -926,16 +718,19 @@ async fn read_positions_receipts_and_mentions_cross_instances() {
 
     // Bob's phone is on instance 1, his desktop on instance 2; alice (who
     // takes receipts) on instance 1.
+    let (status, body, token) = ops::login(&one, &bob.email, ops::PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
     let phone_user = User {
         id: bob.id,
-        token: login_again(&one, "bob").await,
+        token: token.expect("a token"),
+        email: bob.email.clone(),
     };
-    let mut phone = Socket::open(&one, &phone_user).await;
+    let mut phone = Socket::open(&one, &phone_user.token).await;
     phone.subscribe(json!({ "channel": "UserChannel" })).await;
-    let mut desktop = Socket::open(&two, &bob).await;
+    let mut desktop = Socket::open(&two, &bob.token).await;
     let room = json!({ "channel": "ConversationChannel", "conversation_id": dm });
     desktop.subscribe(room.clone()).await;
-    let mut alice_socket = Socket::open(&one, &alice).await;
+    let mut alice_socket = Socket::open(&one, &alice.token).await;
     alice_socket
         .subscribe(json!({ "channel": "UserChannel" }))
         .await;

@@ -332,7 +332,7 @@ pub async fn send(instance: &Instance, user: &User, conversation: i64, body: Val
 }
 
 pub struct Socket {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Socket {
@@ -372,6 +372,17 @@ impl Socket {
         }
     }
 
+    /// Waits for a frame matching `pred`, skipping others.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            match self.next_frame().await {
+                Some(frame) if pred(&frame) => return frame,
+                Some(_) => {}
+                None => panic!("socket closed while waiting for {what}"),
+            }
+        }
+    }
+
     pub async fn subscribe(&mut self, identifier: Value) {
         let identifier = identifier.to_string();
         self.ws
@@ -380,13 +391,10 @@ impl Socket {
             ))
             .await
             .expect("subscribe sent");
-        loop {
-            let frame = self.next_frame().await.expect("socket open");
-            if frame["type"] == "confirm_subscription" && frame["identifier"] == identifier.as_str()
-            {
-                return;
-            }
-        }
+        self.wait_for("confirm_subscription", |f| {
+            f["type"] == "confirm_subscription" && f["identifier"] == identifier.as_str()
+        })
+        .await;
     }
 
     /// Reads until the server's `disconnect` frame and the close.
