@@ -7,11 +7,11 @@
 -- Written in the statements that change what it copies: a send upserts its
 -- newest message (under the conversation's row lock, so seq only grows); an
 -- edit updates the copy of the message it edits; a soft delete of the copied
--- message replaces it with the newest live message before it, or removes the
--- row when there is none (the list then walks back in messages, as it does
--- for a row missing for any other reason). Edits and deletes lock this row
--- before they read, so they never copy a stale version. Retention removes
--- the rows of the messages it removes.
+-- message removes the row. The list uses a copy only when it is the message
+-- at the conversation's last_seq, and otherwise walks back in messages (the
+-- newest message deleted, or sent by an instance of an earlier version
+-- during a rolling upgrade), so a stale copy is never shown. Retention
+-- removes the copies of what it removes.
 --
 -- No foreign keys, as for messages: integrity is the store's (deleting a
 -- conversation deletes its row).

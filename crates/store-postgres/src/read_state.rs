@@ -21,18 +21,17 @@
 //! differ: a conversation joined between them has no pairs yet, and its
 //! members are read again (every conversation has at least its reader).
 //!
-//! The newest live message comes from `latest_messages`, a copy kept by the
-//! statements that send, edit and delete (migration 0008): one probe of a
-//! small table's key per row. Looking it up in the partitioned `messages`
-//! cost run-time partition pruning per row, 2 ms per 1,000 rows at 3 monthly
-//! partitions and 5 ms at 27, growing with the database's age (see
-//! BENCHMARKS.md). Only when a conversation has no copy (its messages are
-//! all deleted or expired) does a second query walk back in `messages`.
-//!
-//! Edits and deletes lock the conversation's copy before they read anything
-//! (sends upsert it under the conversation's row lock, in their statement),
-//! so a delete replacing the copy with the message before it and an edit of
-//! that message cannot interleave into a stale copy.
+//! The newest live message comes from `latest_messages`, a copy of each
+//! conversation's newest message kept by the statements that send, edit and
+//! delete (migration 0008): one probe of a small table's key per row.
+//! Looking it up in the partitioned `messages` cost run-time partition
+//! pruning per row, 2 ms per 1,000 rows at 3 monthly partitions and 5 ms at
+//! 27, growing with the database's age (see BENCHMARKS.md). The copy is
+//! used only when it is the message at `last_seq`; otherwise (the newest
+//! message was deleted, which removes its copy, or was written by an
+//! instance of an earlier version that does not keep copies) a second query
+//! walks back in `messages`. So the list never shows a stale copy, and a
+//! copy never has to be rebuilt from what came before it.
 //!
 //! # Marking
 //!
@@ -52,7 +51,7 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 
 use crate::error::backend;
-use crate::rows::{convert_all, latest_columns, message_columns, InboxRow, MessageRow, ReceiptRow};
+use crate::rows::{convert_all, message_columns, InboxRow, MessageRow, ReceiptRow};
 
 /// The inbox columns and joins; a `WHERE` follows. `$members` is the
 /// expression for the `member_ids` column.
@@ -82,7 +81,7 @@ macro_rules! inbox_select {
             " AS member_ids
          FROM conversation_members m
          JOIN conversations c ON c.id = m.conversation_id
-         LEFT JOIN latest_messages l ON l.conversation_id = c.id"
+         LEFT JOIN latest_messages l ON l.conversation_id = c.id AND l.seq = c.last_seq"
         )
     };
 }
@@ -466,13 +465,11 @@ pub(crate) async fn edit_message(
     mentions: &Mentions,
     now: Timestamp,
 ) -> StoreResult<Message> {
-    let mut tx = pool.begin().await.map_err(backend)?;
-    if lock_latest(&mut tx, id).await?.is_none() {
-        return Err(StoreError::NotFound);
-    }
     // One statement. The rows that stay are left alone (deleting and
     // re-inserting one row in sibling CTEs would lose it: both see the
-    // statement's snapshot).
+    // statement's snapshot). The copy of the newest message is updated if it
+    // is this message (re-checked on its latest version if a send moves it
+    // meanwhile).
     let row: Option<MessageRow> = sqlx::query_as(concat!(
         "WITH edited AS (
              UPDATE messages
@@ -506,56 +503,16 @@ pub(crate) async fn edit_message(
     .bind((!mentions.user_ids.is_empty()).then_some(&mentions.user_ids))
     .bind(mentions.broadcast.map(|b| b.as_i16()))
     .bind(&mentions.notified)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(pool)
     .await
     .map_err(backend)?;
-    let message = row.ok_or(StoreError::NotFound)?.try_into()?;
-    tx.commit().await.map_err(backend)?;
-    Ok(message)
-}
-
-/// The conversation of a message, and the id of the message its copy of the
-/// newest message is (None: no copy).
-struct LockedLatest {
-    conversation_id: Id,
-    copied_id: Option<Id>,
-}
-
-/// Locks the copy of the newest message of `message_id`'s conversation (if
-/// it has one) for the rest of `tx`, before the caller reads anything else:
-/// see the module's doc. None if there is no such message.
-async fn lock_latest(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    message_id: Id,
-) -> StoreResult<Option<LockedLatest>> {
-    let conversation_id: Option<Id> =
-        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE id = $1")
-            .bind(message_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
-    let Some(conversation_id) = conversation_id else {
-        return Ok(None);
-    };
-    let copied_id: Option<Id> =
-        sqlx::query_scalar("SELECT id FROM latest_messages WHERE conversation_id = $1 FOR UPDATE")
-            .bind(conversation_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
-    Ok(Some(LockedLatest {
-        conversation_id,
-        copied_id,
-    }))
+    row.ok_or(StoreError::NotFound)?.try_into()
 }
 
 pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -> StoreResult<()> {
-    let mut tx = pool.begin().await.map_err(backend)?;
-    let Some(locked) = lock_latest(&mut tx, id).await? else {
-        return Err(StoreError::NotFound);
-    };
     // One statement: the deletion, its entry for the unread count, the end
-    // of its mentions, and its attachments hidden.
+    // of its mentions, its attachments hidden, and the copy of the newest
+    // message gone if it is this one (the list then walks back).
     let deleted: i64 = sqlx::query_scalar(
         "WITH deleted AS (
              UPDATE messages SET deleted_at = $2, updated_at = $2, search_vector = NULL
@@ -570,56 +527,19 @@ pub(crate) async fn soft_delete_message(pool: &PgPool, id: Id, now: Timestamp) -
          ), hidden AS (
              UPDATE attachments SET deleted_at = $2
              WHERE message_id IN (SELECT id FROM deleted) AND deleted_at IS NULL
+         ), uncopied AS (
+             DELETE FROM latest_messages l USING deleted
+             WHERE l.conversation_id = deleted.conversation_id AND l.id = deleted.id
          )
          SELECT count(*) FROM deleted",
     )
     .bind(id)
     .bind(millis(now))
-    .fetch_one(&mut *tx)
+    .fetch_one(pool)
     .await
     .map_err(backend)?;
     if deleted == 0 {
         return Err(StoreError::NotFound);
     }
-    if locked.copied_id == Some(id) {
-        replace_latest(&mut tx, locked.conversation_id, id).await?;
-    }
-    tx.commit().await.map_err(backend)?;
-    Ok(())
-}
-
-/// The copy of `conversation_id`'s newest message, which was `deleted_id`,
-/// becomes the newest live message (the caller's transaction has deleted
-/// `deleted_id`), or goes when there is none.
-async fn replace_latest(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    conversation_id: Id,
-    deleted_id: Id,
-) -> StoreResult<()> {
-    sqlx::query(concat!(
-        "WITH prev AS (
-             SELECT ",
-        latest_columns!(),
-        " FROM messages
-             WHERE conversation_id = $1 AND deleted_at IS NULL
-             ORDER BY seq DESC LIMIT 1
-         ), gone AS (
-             DELETE FROM latest_messages
-             WHERE conversation_id = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM prev)
-         )
-         UPDATE latest_messages l
-         SET (",
-        latest_columns!(),
-        ") = (prev.id, prev.user_id, prev.seq, prev.content, prev.kind,
-               prev.parent_message_id, prev.call_session_id, prev.client_message_id,
-               prev.created_at, prev.edited_at, prev.mentions, prev.broadcast)
-         FROM prev
-         WHERE l.conversation_id = $1 AND l.id = $2"
-    ))
-    .bind(conversation_id)
-    .bind(deleted_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
     Ok(())
 }

@@ -452,7 +452,8 @@ async fn the_inbox_reads_the_newest_messages_from_their_copies() {
             .expect("there");
         assert_eq!(&read, latest, "the copy is the message");
     }
-    // The newest deleted through the store: the one before is copied.
+    // The newest deleted through the store: its copy goes, and the list
+    // walks back to the one before.
     let first = inbox
         .iter()
         .find(|e| e.conversation.id != first_id && e.conversation.id != quiet.id)
@@ -472,13 +473,32 @@ async fn the_inbox_reads_the_newest_messages_from_their_copies() {
         count(
             &raw,
             &format!(
-                "SELECT seq FROM latest_messages WHERE conversation_id = {}",
+                "SELECT count(*) FROM latest_messages WHERE conversation_id = {}",
                 first.conversation.id
             )
         )
         .await,
-        4
+        0,
+        "the deleted message's copy went"
     );
+    // A copy that is not the message at last_seq (an instance of an earlier
+    // version sent the newest one, say) is passed over for the walk back.
+    let other = inbox
+        .iter()
+        .find(|e| ![first_id, quiet.id, first.conversation.id].contains(&e.conversation.id))
+        .expect("another conversation");
+    sqlx::query("UPDATE latest_messages SET seq = 3, content = 'stale' WHERE conversation_id = $1")
+        .bind(other.conversation.id)
+        .execute(&raw)
+        .await
+        .expect("make the copy stale");
+    let entry = store
+        .inbox_entry(other.conversation.id, alice.id)
+        .await
+        .expect("entry")
+        .expect("member");
+    let latest = entry.latest.expect("newest");
+    assert_eq!((latest.seq, latest.content.as_str()), (5, "m5"));
 
     // The plan: the copies by key, nothing of messages.
     let plan: Vec<String> = sqlx::query_scalar(&format!(
