@@ -289,6 +289,21 @@ impl Api {
         Ok(sent.data.id)
     }
 
+    /// `GET url` as `session`, parsed from JSON; a failure status is an
+    /// error naming the request and the start of the body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        session: &Session,
+    ) -> Result<T> {
+        let response = self
+            .get(url, session)
+            .send()
+            .await
+            .map_err(|e| anyhow!("GET {url}: {}", describe(&e)))?;
+        parse(&format!("GET {url}"), response).await
+    }
+
     /// One page of history, parsed.
     pub async fn history_page(
         &self,
@@ -298,12 +313,7 @@ impl Api {
         limit: Option<u32>,
     ) -> Result<Page> {
         let url = self.endpoint(&history_path(conversation_id, cursor, limit));
-        let response = self
-            .get(&url, session)
-            .send()
-            .await
-            .map_err(|e| anyhow!("GET {url}: {}", describe(&e)))?;
-        let page: Envelope<Page> = parse(&format!("GET {url}"), response).await?;
+        let page: Envelope<Page> = self.get_json(&url, session).await?;
         Ok(page.data)
     }
 }

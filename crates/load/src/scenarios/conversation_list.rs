@@ -197,18 +197,7 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
 /// and a cursor when more follow.
 async fn check_page(api: &Api, reader: &Session, page: u32, conversations: usize) -> Result<()> {
     let url = api.endpoint(&format!("/api/v1/conversations?limit={page}"));
-    let response = api
-        .get(&url, reader)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    if !response.status().is_success() {
-        bail!("GET {url} answered {}", response.status());
-    }
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .with_context(|| format!("GET {url}: not JSON"))?;
+    let body: serde_json::Value = api.get_json(&url, reader).await?;
     let rows = body["data"].as_array().map_or(0, Vec::len);
     let expected = (page as usize).min(conversations);
     // The server may clamp the page to its --max-page.
@@ -224,18 +213,7 @@ async fn check_page(api: &Api, reader: &Session, page: u32, conversations: usize
 /// One parsed list: every conversation there, with the expected totals.
 async fn check(api: &Api, reader: &Session, expected: &Expected) -> Result<()> {
     let url = api.endpoint("/api/v1/conversations");
-    let response = api
-        .get(&url, reader)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    if !response.status().is_success() {
-        bail!("GET {url} answered {}", response.status());
-    }
-    let list: List = response
-        .json()
-        .await
-        .with_context(|| format!("GET {url}: not a conversation list"))?;
+    let list: List = api.get_json(&url, reader).await?;
     let unread: i64 = list.data.iter().map(|r| r.unread_count).sum();
     let mentions: i64 = list.data.iter().map(|r| r.mention_count).sum();
     let mut ids: Vec<i64> = list.data.iter().map(|r| r.id).collect();

@@ -168,18 +168,7 @@ async fn check(api: &Api, reader: &Session, word: &str, expected: usize) -> Resu
             url.push_str("&cursor=");
             url.push_str(c);
         }
-        let response = api
-            .get(&url, reader)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        if !response.status().is_success() {
-            bail!("GET {url} answered {}", response.status());
-        }
-        let page: Page = response
-            .json()
-            .await
-            .with_context(|| format!("GET {url}: not a search page"))?;
+        let page: Page = api.get_json(&url, reader).await?;
         for hit in &page.data.results {
             if !seen.insert(hit.message.id) {
                 bail!("search returned message {} twice", hit.message.id);
