@@ -557,6 +557,16 @@ pub struct Limits {
     pub max_attachments_per_message: usize,
 }
 
+impl Limits {
+    /// A client's page size: `default_page` when not given, clamped to
+    /// `1..=max_page`.
+    pub fn page_size(&self, requested: Option<i64>) -> u32 {
+        requested
+            .unwrap_or(i64::from(self.default_page))
+            .clamp(1, i64::from(self.max_page)) as u32
+    }
+}
+
 /// Where attachment files are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobLocation {

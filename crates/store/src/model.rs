@@ -433,6 +433,16 @@ pub struct InboxCursor {
     pub conversation_id: Id,
 }
 
+impl InboxCursor {
+    /// The cursor of the page that follows `entry`.
+    pub fn after(entry: &InboxEntry) -> InboxCursor {
+        InboxCursor {
+            last_activity_at: entry.conversation.last_activity_at,
+            conversation_id: entry.conversation.id,
+        }
+    }
+}
+
 /// A row of a member's conversation list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboxEntry {

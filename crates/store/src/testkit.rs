@@ -686,10 +686,7 @@ pub async fn inbox_pages(store: &dyn Store) {
         let page = store.inbox_page(alice, after, 3).await.expect("page");
         assert!(page.len() <= 3);
         let full = page.len() == 3;
-        after = page.last().map(|e| crate::InboxCursor {
-            last_activity_at: e.conversation.last_activity_at,
-            conversation_id: e.conversation.id,
-        });
+        after = page.last().map(crate::InboxCursor::after);
         paged.extend(page);
         if !full {
             break;
@@ -703,11 +700,7 @@ pub async fn inbox_pages(store: &dyn Store) {
     let first = store.inbox_page(alice, None, 1).await.expect("page");
     assert_eq!(first, whole[..1]);
     // After the last one: nothing.
-    let last = &whole[6];
-    let beyond = crate::InboxCursor {
-        last_activity_at: last.conversation.last_activity_at,
-        conversation_id: last.conversation.id,
-    };
+    let beyond = crate::InboxCursor::after(&whole[6]);
     assert!(store
         .inbox_page(alice, Some(beyond), 3)
         .await

@@ -67,20 +67,18 @@ impl Domain {
         limit: Option<i64>,
         cursor: Option<&str>,
     ) -> DomainResult<(ConversationList, Option<String>)> {
-        let limit = limit
-            .unwrap_or(i64::from(self.limits.default_page))
-            .clamp(1, i64::from(self.limits.max_page)) as u32;
+        let limit = self.limits.page_size(limit);
         let after = cursor.map(parse_list_cursor).transpose()?;
         let entries = self
             .store
             .inbox_page(identity.user_id, after, limit)
             .await?;
         let next_cursor = if entries.len() == limit as usize {
-            entries.last().map(|e| {
+            entries.last().map(InboxCursor::after).map(|cursor| {
                 format!(
                     "{}_{}",
-                    e.conversation.last_activity_at.timestamp_millis(),
-                    e.conversation.id
+                    cursor.last_activity_at.timestamp_millis(),
+                    cursor.conversation_id
                 )
             })
         } else {

@@ -76,10 +76,7 @@ impl Domain {
         query: HistoryQuery,
     ) -> DomainResult<MessagePage> {
         self.member_of(identity, conversation_id).await?;
-        let limit = query
-            .limit
-            .unwrap_or(i64::from(self.limits.default_page))
-            .clamp(1, i64::from(self.limits.max_page)) as u32;
+        let limit = self.limits.page_size(query.limit);
         let page = match (query.after_seq, query.cursor) {
             (Some(_), Some(_)) => {
                 return Err(DomainError::bad_request(

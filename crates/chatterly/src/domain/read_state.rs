@@ -189,9 +189,7 @@ impl Domain {
         cursor: Option<Id>,
         limit: Option<i64>,
     ) -> DomainResult<MessagePage> {
-        let limit = limit
-            .unwrap_or(i64::from(self.limits.default_page))
-            .clamp(1, i64::from(self.limits.max_page)) as u32;
+        let limit = self.limits.page_size(limit);
         let messages = self
             .store
             .mentions_for(identity.user_id, cursor, limit)

@@ -239,10 +239,7 @@ impl Domain {
             .filter(|c| !c.trim().is_empty())
             .map(decode_cursor)
             .transpose()?;
-        let limit = params
-            .limit
-            .unwrap_or(i64::from(self.limits.default_page))
-            .clamp(1, i64::from(self.limits.max_page)) as u32;
+        let limit = self.limits.page_size(params.limit);
         let order = match params.sort.as_deref().map(str::trim) {
             None | Some("" | "relevance") => SearchOrder::Relevance {
                 window: self.limits.search_rank_window,
