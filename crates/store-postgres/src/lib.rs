@@ -49,6 +49,7 @@ use sqlx::Connection;
 use crate::error::{backend, fk_not_found, violation, Violation};
 #[doc(hidden)]
 pub use crate::partitions::MESSAGE_TABLE_COLUMNS;
+#[doc(hidden)]
 pub use crate::read_state::INBOX_QUERY;
 use crate::rows::{
     attachment_columns, conversation_columns, convert_all, message_columns, reaction_columns,
@@ -622,10 +623,7 @@ impl Store for PgStore {
         if locked.is_none() {
             return Ok(false);
         }
-        // Lock order as in a message's edit and delete: the conversation,
-        // then its newest-message copy, then messages.
         let statements = [
-            "DELETE FROM latest_messages WHERE conversation_id = $1",
             "DELETE FROM reactions
              WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
             "DELETE FROM message_client_ids c
@@ -640,6 +638,9 @@ impl Store for PgStore {
             "UPDATE attachments SET deleted_at = now()
              WHERE conversation_id = $1 AND deleted_at IS NULL",
             "DELETE FROM messages WHERE conversation_id = $1",
+            // After the messages, as a message's delete goes (its row, then
+            // the copy).
+            "DELETE FROM latest_messages WHERE conversation_id = $1",
             "DELETE FROM conversation_members WHERE conversation_id = $1",
             // Cascades to call_sessions and from there to call_participants
             // (lock order conversation, then call, as in transition_call).

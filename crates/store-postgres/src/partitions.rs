@@ -251,8 +251,7 @@ pub(crate) async fn purge_before(
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        // The copies of newest messages the partition holds go first (lock
-        // order as in a message's delete: the copy, then messages); the
+        // The copies of newest messages the partition holds go; the
         // conversation list walks back to what is left, if anything.
         sqlx::query(&format!(
             "DELETE FROM latest_messages WHERE id IN (SELECT id FROM {name})"
@@ -326,21 +325,9 @@ pub(crate) async fn purge_before(
     // Rows the default partition holds from before the horizon.
     loop {
         let mut tx = pool.begin().await.map_err(backend)?;
-        // As for a dropped partition: the copies first (of the same rows:
-        // both pick the oldest ids).
-        sqlx::query(
-            "DELETE FROM latest_messages WHERE id IN
-               (SELECT id FROM messages_default WHERE created_at < $1 ORDER BY id LIMIT $2)",
-        )
-        .bind(horizon)
-        .bind(i64::from(batch))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
         let removed: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
             "DELETE FROM messages_default WHERE (id, created_at) IN
-               (SELECT id, created_at FROM messages_default WHERE created_at < $1
-                ORDER BY id LIMIT $2)
+               (SELECT id, created_at FROM messages_default WHERE created_at < $1 LIMIT $2)
              RETURNING id, conversation_id, seq, deleted_at IS NOT NULL",
         )
         .bind(horizon)
@@ -387,6 +374,12 @@ pub(crate) async fn purge_before(
             .await
             .map_err(backend)?;
             sqlx::query("DELETE FROM mentions WHERE message_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            // As for a dropped partition: their copies as newest messages go.
+            sqlx::query("DELETE FROM latest_messages WHERE id = ANY($1)")
                 .bind(&ids)
                 .execute(&mut *tx)
                 .await

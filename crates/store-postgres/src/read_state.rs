@@ -56,7 +56,7 @@ use crate::rows::{convert_all, message_columns, InboxRow, MessageRow, ReceiptRow
 /// The inbox columns and joins; a `WHERE` follows. `$members` is the
 /// expression for the `member_ids` column.
 macro_rules! inbox_select {
-    ($members:literal) => {
+    ($($members:tt)+) => {
         concat!(
             "SELECT c.id, c.kind, c.name, c.description, c.created_by_id, c.created_at,
                 c.last_seq, c.last_activity_at,
@@ -77,12 +77,20 @@ macro_rules! inbox_select {
                 l.client_message_id AS l_client_message_id, l.created_at AS l_created_at,
                 l.edited_at AS l_edited_at, NULL::timestamptz AS l_deleted_at,
                 l.mentions AS l_mentions, l.broadcast AS l_broadcast, ",
-            $members,
+            $($members)+,
             " AS member_ids
          FROM conversation_members m
          JOIN conversations c ON c.id = m.conversation_id
          LEFT JOIN latest_messages l ON l.conversation_id = c.id AND l.seq = c.last_seq"
         )
+    };
+}
+
+/// Each row's members as an array subquery: for a page or one row (the
+/// whole inbox reads them beside the rows, see the module's doc).
+macro_rules! member_array {
+    () => {
+        "ARRAY(SELECT o.user_id FROM conversation_members o WHERE o.conversation_id = c.id)"
     };
 }
 
@@ -204,9 +212,7 @@ pub(crate) async fn inbox(pool: &PgPool, user_id: Id) -> StoreResult<Vec<InboxEn
 /// so only they are counted; the members as an array per row (at most a
 /// page of them).
 const INBOX_PAGE_QUERY: &str = concat!(
-    inbox_select!(
-        "ARRAY(SELECT o.user_id FROM conversation_members o WHERE o.conversation_id = c.id)"
-    ),
+    inbox_select!(member_array!()),
     " WHERE m.user_id = $1 AND m.conversation_id IN (
          SELECT p.conversation_id FROM conversation_members p
          JOIN conversations pc ON pc.id = p.conversation_id
@@ -243,9 +249,7 @@ pub(crate) async fn inbox_entry(
     user_id: Id,
 ) -> StoreResult<Option<InboxEntry>> {
     let row: Option<InboxRow> = sqlx::query_as(concat!(
-        inbox_select!(
-            "ARRAY(SELECT o.user_id FROM conversation_members o WHERE o.conversation_id = c.id)"
-        ),
+        inbox_select!(member_array!()),
         " WHERE m.user_id = $1 AND m.conversation_id = $2"
     ))
     .bind(user_id)
