@@ -74,13 +74,9 @@ impl Domain {
             .inbox_page(identity.user_id, after, limit)
             .await?;
         let next_cursor = if entries.len() == limit as usize {
-            entries.last().map(InboxCursor::after).map(|cursor| {
-                format!(
-                    "{}_{}",
-                    cursor.last_activity_at.timestamp_millis(),
-                    cursor.conversation_id
-                )
-            })
+            entries
+                .last()
+                .map(|entry| format_list_cursor(&InboxCursor::after(entry)))
         } else {
             None
         };
@@ -304,8 +300,17 @@ impl Domain {
     }
 }
 
-/// A conversation list cursor, `<last activity in Unix ms>_<conversation id>`
-/// as `list_conversations_page` writes it; anything else is a 400.
+/// A conversation list cursor as clients see it:
+/// `<last activity in Unix ms>_<conversation id>`.
+fn format_list_cursor(cursor: &InboxCursor) -> String {
+    format!(
+        "{}_{}",
+        cursor.last_activity_at.timestamp_millis(),
+        cursor.conversation_id
+    )
+}
+
+/// A cursor as [`format_list_cursor`] writes it; anything else is a 400.
 fn parse_list_cursor(cursor: &str) -> DomainResult<InboxCursor> {
     let invalid = || DomainError::bad_request("cursor is not a conversation list cursor");
     let (millis, id) = cursor.trim().split_once('_').ok_or_else(invalid)?;
@@ -320,7 +325,7 @@ fn parse_list_cursor(cursor: &str) -> DomainResult<InboxCursor> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_list_cursor;
+    use super::{format_list_cursor, parse_list_cursor};
 
     #[test]
     fn list_cursors_read_back_and_junk_is_refused() {
@@ -330,6 +335,7 @@ mod tests {
             1_733_460_000_123
         );
         assert_eq!(cursor.conversation_id, 42);
+        assert_eq!(format_list_cursor(&cursor), "1733460000123_42");
         for junk in [
             "",
             "42",
