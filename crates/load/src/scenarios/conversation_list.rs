@@ -138,8 +138,9 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
 
     let url = Arc::new(match args.page {
         Some(page) => {
-            check_page(api, reader, page, n).await?;
-            api.endpoint(&format!("/api/v1/conversations?limit={page}"))
+            let url = api.endpoint(&format!("/api/v1/conversations?limit={page}"));
+            check_page(api, reader, &url, page, n).await?;
+            url
         }
         None => api.endpoint("/api/v1/conversations"),
     });
@@ -178,26 +179,28 @@ pub async fn run(ctx: &Ctx, args: &ConversationListArgs) -> Result<Report> {
         &all,
         operations,
     );
-    report.notes.push(match args.page {
-        Some(page) => format!(
-            "each response is the first page of {page} of the reader's {n} conversations \
-             ({} unread messages, {} mentions in all)",
-            expected.unread, expected.mentions
-        ),
-        None => format!(
-            "each response lists {n} conversations ({} unread messages, {} mentions in all)",
-            expected.unread, expected.mentions
-        ),
-    });
+    let response = match args.page {
+        Some(page) => format!("is the first page of {page} of the reader's {n} conversations"),
+        None => format!("lists {n} conversations"),
+    };
+    report.notes.push(format!(
+        "each response {response} ({} unread messages, {} mentions in all)",
+        expected.unread, expected.mentions
+    ));
     report.cpu = cpu.map(|c| c.per_request(report.requests));
     Ok(report)
 }
 
-/// The first page of `page`: as many rows as asked for (or as there are),
-/// and a cursor when more follow.
-async fn check_page(api: &Api, reader: &Session, page: u32, conversations: usize) -> Result<()> {
-    let url = api.endpoint(&format!("/api/v1/conversations?limit={page}"));
-    let body: serde_json::Value = api.get_json(&url, reader).await?;
+/// The first page of `page` at `url`: as many rows as asked for (or as
+/// there are), and a cursor when more follow.
+async fn check_page(
+    api: &Api,
+    reader: &Session,
+    url: &str,
+    page: u32,
+    conversations: usize,
+) -> Result<()> {
+    let body: serde_json::Value = api.get_json(url, reader).await?;
     let rows = body["data"].as_array().map_or(0, Vec::len);
     let expected = (page as usize).min(conversations);
     // The server may clamp the page to its --max-page.
