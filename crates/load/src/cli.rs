@@ -60,8 +60,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub timeout: f64,
 
-    /// Worker threads of the client's runtime [default: one per CPU]. When the
-    /// server runs on the same machine, fewer leaves it more CPU.
+    /// Worker threads of the client's runtime [default: one per CPU; for the
+    /// request scenarios at most one per worker]. When the server runs on
+    /// the same machine, fewer leaves it more CPU.
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 
@@ -133,6 +134,29 @@ pub enum ScenarioCommand {
     /// matches the reader may see (else the run fails). The server should
     /// run with `--rate-limits off`.
     Search(SearchArgs),
+}
+
+impl Cli {
+    /// The client runtime's worker threads: `--threads`, else one per CPU.
+    /// A request scenario keeps at most `--concurrency` requests in flight,
+    /// so it gets no more threads than that: an idle worker thread still
+    /// wakes to steal work, and with one request in flight a second thread
+    /// doubled the tool's CPU per list (0.5 → 1.1 ms), CPU taken from a
+    /// server on the same cores. The socket scenarios read many sockets per
+    /// worker and keep one thread per CPU.
+    pub fn threads(&self, cpus: usize) -> usize {
+        if let Some(threads) = self.threads {
+            return threads.into();
+        }
+        let workers = match &self.scenario {
+            ScenarioCommand::RestRead(a) => a.run.workers(),
+            ScenarioCommand::Send(a) => a.run.workers(),
+            ScenarioCommand::ConversationList(a) => a.run.workers(),
+            ScenarioCommand::Search(a) => a.run.workers(),
+            ScenarioCommand::IdleSockets(_) | ScenarioCommand::Fanout(_) => cpus,
+        };
+        cpus.min(workers).max(1)
+    }
 }
 
 /// Bounds and parallelism shared by all scenarios.
@@ -661,6 +685,20 @@ mod tests {
             "0"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn threads_default_to_cpus_but_not_above_the_requests_in_flight() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["chatterly-load"], args].concat()).expect("parses")
+        };
+        assert_eq!(parse(&["conversation-list", "-c", "1"]).threads(2), 1);
+        assert_eq!(parse(&["rest-read", "-c", "64"]).threads(2), 2);
+        assert_eq!(parse(&["search", "-c", "3"]).threads(8), 3);
+        assert_eq!(parse(&["send", "-c", "1", "--threads", "4"]).threads(2), 4);
+        // Socket scenarios read many sockets per worker.
+        assert_eq!(parse(&["fanout", "-c", "1"]).threads(2), 2);
+        assert_eq!(parse(&["idle-sockets"]).threads(4), 4);
     }
 
     #[test]

@@ -54,11 +54,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cli.threads(cpus);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(threads) = cli.threads {
-        runtime.worker_threads(threads.into());
-    }
+    runtime.enable_all().worker_threads(threads);
     let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -66,7 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(run(cli, target, nofile));
+    let result = runtime.block_on(run(cli, target, nofile, cpus, threads));
     // Do not wait for requests still in flight after a Ctrl-C.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
@@ -80,7 +79,13 @@ fn main() -> ExitCode {
 }
 
 /// Runs the chosen scenario; `Ok(false)` when its verification failed.
-async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bool> {
+async fn run(
+    cli: Cli,
+    target: Target,
+    nofile: procfs::NofileLimit,
+    cpus: usize,
+    threads: usize,
+) -> Result<bool> {
     if let Some(path) = &cli.json {
         // Fail now rather than after the run.
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -112,12 +117,11 @@ async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bo
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(watch_ctrl_c(stop.clone()));
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let ctx = Ctx {
         api,
         chatty: !cli.quiet,
         stop,
-        threads: cli.threads.map_or(cpus, usize::from),
+        threads,
         nofile,
         timeout: Duration::from_secs_f64(cli.timeout),
     };
@@ -134,7 +138,7 @@ async fn run(cli: Cli, target: Target, nofile: procfs::NofileLimit) -> Result<bo
     let mut report = report;
     report.client = ClientInfo {
         cpus,
-        threads: cli.threads.map_or(cpus, usize::from),
+        threads,
         timeout_s: cli.timeout,
     };
     report.annotate();
