@@ -146,6 +146,16 @@ impl Blobs {
         Ok(self.store.get(&Key::from(key)).await?.bytes().await?)
     }
 
+    /// Whether the store answers, without writing: a listing of a prefix
+    /// nothing is ever written under. An empty answer is the healthy one; a
+    /// missing bucket, refused credentials or an unreachable endpoint fail.
+    pub async fn probe(&self) -> Result<(), BlobError> {
+        self.store
+            .list_with_delimiter(Some(&Key::from("chatterly-doctor-probe")))
+            .await?;
+        Ok(())
+    }
+
     /// Deletes the blob; one that is not there counts as deleted, so a
     /// repeated cleanup is harmless.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {

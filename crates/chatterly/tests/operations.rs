@@ -437,7 +437,23 @@ fn doctor_checks_a_sqlite_deployment() {
     let out = run_ok(&place, &["doctor"], None);
     assert!(out.contains("ok    migrations"), "{out}");
     assert!(out.contains("ok    database"), "{out}");
+    assert!(
+        out.contains("note  blobs: no attachment directory"),
+        "{out}"
+    );
     assert!(out.contains("all checks passed"), "{out}");
+    assert!(!dir.path().join("blobs").exists(), "doctor created nothing");
+
+    let not_a_dir = dir.path().join("blobs-file");
+    std::fs::write(&not_a_dir, b"x").expect("a file");
+    let not_a_dir = not_a_dir.display().to_string();
+    let output = run_command(&place, &["doctor", "--blob-dir", &not_a_dir], None);
+    let out = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  blobs") && out.contains("is not a directory"),
+        "{out}"
+    );
 
     let output = run_command(&place, &["doctor", "--listen", "nope"], None);
     let out = text(&output.stdout);
@@ -476,6 +492,10 @@ async fn doctor_checks_a_postgres_deployment() {
     assert!(output.status.success(), "{out}");
     assert!(out.contains("ok    partitions"), "{out}");
     assert!(out.contains("ok    redis"), "{out}");
+    assert!(
+        out.contains("ok    blobs: attachments are stored under"),
+        "{out}"
+    );
     server.terminate();
 
     let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");

@@ -7,7 +7,8 @@ use chatterly_store::{JobStatus, Store};
 use chatterly_store_postgres::PgStore;
 use chatterly_store_sqlite::SqliteStore;
 
-use crate::config::{Database, ServeArgs};
+use crate::blobs::Blobs;
+use crate::config::{BlobLocation, Database, ServeArgs};
 use crate::domain::jobs::MAINTENANCE;
 
 /// How long a due job may wait before the queue counts as stuck.
@@ -66,6 +67,9 @@ pub async fn check(args: &ServeArgs) -> Vec<(&'static str, Finding)> {
             "config",
             fail(e.to_string(), "correct that flag or environment variable"),
         )),
+    }
+    if let Ok(config) = &config {
+        findings.push(("blobs", check_blobs(&config.blobs).await));
     }
     let database = match args.storage.database() {
         Ok(database) => database,
@@ -216,6 +220,42 @@ async fn check_postgres(
         Err(e) => findings.push(("partitions", fail(e.to_string(), "check the database"))),
     }
     Some(std::sync::Arc::new(store))
+}
+
+/// Where attachments go. A directory is only looked at (serve creates it);
+/// a bucket is listed under a prefix nothing is written to.
+async fn check_blobs(location: &BlobLocation) -> Finding {
+    let settings = match location {
+        BlobLocation::Dir(dir) if dir.is_dir() => {
+            return Finding::Ok(format!("attachments are stored under {}", dir.display()))
+        }
+        BlobLocation::Dir(dir) if dir.exists() => {
+            return fail(
+                format!("{} is not a directory", dir.display()),
+                "point --blob-dir (CHATTERLY_BLOB_DIR) at a directory",
+            )
+        }
+        BlobLocation::Dir(dir) => {
+            return Finding::Note(format!(
+                "no attachment directory at {} yet; serve creates it",
+                dir.display()
+            ))
+        }
+        BlobLocation::S3(settings) => settings,
+    };
+    let bucket = &settings.bucket;
+    let fix = "check --s3-bucket, --s3-endpoint, --s3-region and the credentials \
+               (CHATTERLY_S3_*), and that the bucket exists";
+    let blobs = match Blobs::s3(settings) {
+        Ok(blobs) => blobs,
+        Err(e) => return fail(format!("cannot set up the S3 bucket {bucket}: {e}"), fix),
+    };
+    // The client retries with backoff for minutes; doctor answers sooner.
+    match tokio::time::timeout(TIMEOUT, blobs.probe()).await {
+        Ok(Ok(())) => Finding::Ok(format!("the S3 bucket {bucket} answers")),
+        Ok(Err(e)) => fail(format!("cannot list the S3 bucket {bucket}: {e}"), fix),
+        Err(_) => fail(format!("reaching the S3 bucket {bucket} timed out"), fix),
+    }
 }
 
 async fn check_redis(url: &str) -> Finding {

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::{Backend, TestApp, TestUser};
-use crate::ops::{free_port, Instance, Place};
+use crate::ops::{free_port, run_command, run_ok, text, Instance, Place};
 
 const BOUNDARY: &str = "chatterly-test-boundary-7d1f";
 
@@ -1126,6 +1126,72 @@ async fn attachments_work_on_an_s3_bucket(backend: Backend) {
     assert_eq!(attachment_rows(&app).await, 1);
     let got = fetch(&app, &content_path(&image), Some(&alice.token), &[]).await;
     assert_eq!(got.status, 200);
+}
+
+/// `doctor` lists the configured bucket, and names one that is missing or
+/// unreachable; it writes nothing.
+#[tokio::test]
+async fn doctor_checks_the_s3_bucket() {
+    let moto = moto().await;
+    let bucket = "chatterly-doctor";
+    let created = reqwest::Client::new()
+        .put(format!("{}/{bucket}", moto.url))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(
+        created.status().is_success(),
+        "bucket: {}",
+        created.status()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let place = Place::Sqlite(dir.path());
+    run_ok(&place, &["migrate"], None);
+    let doctor = |bucket: &str, endpoint: &str| {
+        let output = run_command(
+            &place,
+            &[
+                "doctor",
+                "--s3-bucket",
+                bucket,
+                "--s3-endpoint",
+                endpoint,
+                "--s3-access-key-id",
+                "testing",
+                "--s3-secret-access-key",
+                "testing",
+            ],
+            None,
+        );
+        (output.status.code(), text(&output.stdout))
+    };
+
+    let (code, out) = doctor(bucket, &moto.url);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("ok    blobs: the S3 bucket chatterly-doctor answers"),
+        "{out}"
+    );
+    assert_eq!(
+        bucket_listing(&moto, bucket).await,
+        (0, 0),
+        "nothing written"
+    );
+
+    let (code, out) = doctor("no-such-bucket", &moto.url);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  blobs: cannot list the S3 bucket no-such-bucket"),
+        "{out}"
+    );
+
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (code, out) = doctor(bucket, &closed);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  blobs:") && out.contains("--s3-endpoint"),
+        "{out}"
+    );
 }
 
 conformance!(
