@@ -148,14 +148,25 @@ impl Cli {
         if let Some(threads) = self.threads {
             return threads.into();
         }
-        let workers = match &self.scenario {
+        match &self.scenario {
+            ScenarioCommand::IdleSockets(_) | ScenarioCommand::Fanout(_) => cpus,
+            request => cpus.min(request.workers()).max(1),
+        }
+    }
+}
+
+impl ScenarioCommand {
+    /// Requests the scenario keeps in flight at once (the idle-socket
+    /// scenario's setup requests: 8).
+    pub fn workers(&self) -> usize {
+        match self {
             ScenarioCommand::RestRead(a) => a.run.workers(),
             ScenarioCommand::Send(a) => a.run.workers(),
+            ScenarioCommand::IdleSockets(_) => 8,
+            ScenarioCommand::Fanout(a) => a.run.workers(),
             ScenarioCommand::ConversationList(a) => a.run.workers(),
             ScenarioCommand::Search(a) => a.run.workers(),
-            ScenarioCommand::IdleSockets(_) | ScenarioCommand::Fanout(_) => cpus,
-        };
-        cpus.min(workers).max(1)
+        }
     }
 }
 

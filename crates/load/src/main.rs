@@ -98,14 +98,7 @@ async fn run(
         }
     }
     target.check_resolution().await?;
-    let concurrency = match &cli.scenario {
-        ScenarioCommand::RestRead(a) => a.run.workers(),
-        ScenarioCommand::Send(a) => a.run.workers(),
-        ScenarioCommand::IdleSockets(_) => 8,
-        ScenarioCommand::Fanout(a) => a.run.workers(),
-        ScenarioCommand::ConversationList(a) => a.run.workers(),
-        ScenarioCommand::Search(a) => a.run.workers(),
-    };
+    let concurrency = cli.scenario.workers();
     // Idle connections kept per host: at least one per worker, so no request
     // waits for a new handshake.
     let api = Api::new(

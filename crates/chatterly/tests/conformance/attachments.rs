@@ -968,6 +968,21 @@ impl Drop for Moto {
     }
 }
 
+impl Moto {
+    async fn create_bucket(&self, bucket: &str) {
+        let created = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.url))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(
+            created.status().is_success(),
+            "bucket: {}",
+            created.status()
+        );
+    }
+}
+
 /// `CHATTERLY_TEST_MOTO_SERVER`, else `moto_server` on the PATH (scripts/test
 /// installs it). Missing is a failure, never a skip.
 async fn moto() -> Moto {
@@ -1030,16 +1045,7 @@ async fn bucket_listing(moto: &Moto, bucket: &str) -> (usize, usize) {
 async fn attachments_work_on_an_s3_bucket(backend: Backend) {
     let moto = moto().await;
     let bucket = "chatterly-test";
-    let created = reqwest::Client::new()
-        .put(format!("{}/{bucket}", moto.url))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(
-        created.status().is_success(),
-        "bucket: {}",
-        created.status()
-    );
+    moto.create_bucket(bucket).await;
     let app = TestApp::start_with(
         backend,
         &[
@@ -1134,16 +1140,7 @@ async fn attachments_work_on_an_s3_bucket(backend: Backend) {
 async fn doctor_checks_the_s3_bucket() {
     let moto = moto().await;
     let bucket = "chatterly-doctor";
-    let created = reqwest::Client::new()
-        .put(format!("{}/{bucket}", moto.url))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(
-        created.status().is_success(),
-        "bucket: {}",
-        created.status()
-    );
+    moto.create_bucket(bucket).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let place = Place::Sqlite(dir.path());
     run_ok(&place, &["migrate"], None);
